@@ -1,0 +1,378 @@
+"""The three servers under comparison, each started on a free port of 127.0.0.1.
+
+* ``govc``: this project, ``python -m govc serve``; the corpus is loaded by pushing it, because a
+  memory-first server has no directory of repositories to copy into.
+* ``http-backend``: stock Git's ``git http-backend`` CGI behind lighttpd, the setup Git's own
+  documentation describes; repositories are plain bare directories.
+* ``dulwich``: dulwich's smart-HTTP WSGI application (``benchmarks/dulwich_server.py``).
+
+Every server holds two repositories after :meth:`Server.start`: ``corpus`` (read workloads) and
+``small`` (the 1-commit push target, kept apart so pushes never change what fetches see).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from gitcmd import CommandError, clean_env, git, kill_group, run, tail
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+READY_TIMEOUT = 60.0
+SEED_REPOS = ("corpus", "small")
+ALL_REFS = ("refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*")
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class ServerError(RuntimeError):
+    """The server could not be started or seeded; every workload on it is then 'failed'."""
+
+
+def free_port() -> int:
+    """Ask the kernel for an unused port (tiny race before the server binds it; acceptable)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http(method: str, url: str, body: dict[str, str] | None = None, timeout: float = 5.0) -> int:
+    """Minimal HTTP request returning the status code (errors become their status, or 0)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with _OPENER.open(req, timeout=timeout) as resp:
+            resp.read()
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+class Server(ABC):
+    """A server process we own: start, seed, address repositories, stop."""
+
+    name = "server"
+
+    def __init__(self, workdir: Path, corpus: Path, timeout: float) -> None:
+        """Keep all server state (repositories, config, logs) under ``workdir/<name>``."""
+        self.dir = workdir / self.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.corpus = corpus
+        self.timeout = timeout
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = self.dir / "server.log"
+        self.error: str | None = None  # set when start-up failed
+        self.seed_seconds: float | None = None
+
+    @abstractmethod
+    def command(self) -> list[str]:
+        """The server's command line."""
+
+    @abstractmethod
+    def ready_url(self) -> str:
+        """A URL answering 200 once the server can serve."""
+
+    @abstractmethod
+    def url(self, repo: str) -> str:
+        """Clone URL of repository ``repo`` (without ``.git``)."""
+
+    def env(self) -> dict[str, str]:
+        """Environment for the server process."""
+        return clean_env()
+
+    def cwd(self) -> Path:
+        """Working directory for the server process."""
+        return self.dir
+
+    def prepare(self) -> None:
+        """Lay out files the server needs before it starts (default: nothing)."""
+
+    def seed(self) -> None:
+        """Give the server the ``corpus`` and ``small`` repositories (after it is ready)."""
+
+    def create_empty(self, repo: str) -> None:
+        """Create an empty repository ``repo`` for a full push."""
+
+    def start(self) -> None:
+        """Start, wait until ready, then seed; on failure record the error instead of raising."""
+        try:
+            self.prepare()
+            log = self.log_path.open("wb")
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=self.cwd(),
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            log.close()
+            self.wait_ready()
+            started = time.perf_counter()
+            self.seed()
+            self.seed_seconds = time.perf_counter() - started
+        except (ServerError, CommandError, OSError) as exc:
+            self.error = f"server setup failed: {exc}\n--- server log ---\n{self.log_tail()}"
+
+    def wait_ready(self) -> None:
+        """Poll the readiness URL; fail fast if the process exits."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise ServerError(f"{self.name} exited with status {self.proc.returncode}")
+            if http("GET", self.ready_url(), timeout=2.0) == 200:
+                return
+            time.sleep(0.1)
+        raise ServerError(f"{self.name} not ready after {READY_TIMEOUT:.0f}s ({self.ready_url()})")
+
+    def alive(self) -> str | None:
+        """``None`` while running, else a description of how the process ended."""
+        if self.proc is None:
+            return "not started"
+        code = self.proc.poll()
+        return None if code is None else f"{self.name} process exited with status {code}"
+
+    def log_tail(self, lines: int = 20) -> str:
+        """Last lines of the server's own output, attached to failure reports."""
+        try:
+            return tail(self.log_path.read_text(errors="replace"), lines)
+        except OSError:
+            return ""
+
+    def peak_rss_kib(self) -> int | None:
+        """Peak resident memory of the server's main process (Linux), for context."""
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+    def stop(self) -> None:
+        """Kill the server and its children (lighttpd's CGI processes, for instance)."""
+        if self.proc is not None:
+            kill_group(self.proc)
+
+
+class DirectoryServer(Server):
+    """A server reading bare repositories from a directory: seeding is a copy."""
+
+    def root(self) -> Path:
+        """Directory holding ``<name>.git`` repositories."""
+        return self.dir / "repos"
+
+    def prepare(self) -> None:
+        """Copy the corpus in as ``corpus.git`` and ``small.git`` before starting."""
+        self.root().mkdir(parents=True, exist_ok=True)
+        for repo in SEED_REPOS:
+            shutil.copytree(self.corpus, self.root() / f"{repo}.git", symlinks=True)
+
+    def create_empty(self, repo: str) -> None:
+        """``git init --bare``: these servers never create repositories on push."""
+        git("init", "--quiet", "--bare", "--initial-branch=main", str(self.root() / f"{repo}.git"))
+
+    def ready_url(self) -> str:
+        """The ref advertisement of the corpus proves the whole stack works."""
+        return self.url("corpus") + "/info/refs?service=git-upload-pack"
+
+
+class HttpBackendServer(DirectoryServer):
+    """``git http-backend`` as CGI under lighttpd, configured as Git's documentation shows."""
+
+    name = "http-backend"
+
+    def url(self, repo: str) -> str:
+        """Repositories live below the ``/git`` alias."""
+        return f"http://127.0.0.1:{self.port}/git/{repo}.git"
+
+    def prepare(self) -> None:
+        """Write the lighttpd config (foreground, CGI, per-run paths) and copy repositories."""
+        ensure_lighttpd()
+        super().prepare()
+        (self.dir / "www").mkdir(exist_ok=True)
+        (self.dir / "upload").mkdir(exist_ok=True)
+        backend = Path(git("--exec-path").strip()) / "git-http-backend"
+        (self.dir / "lighttpd.conf").write_text(self.config(backend))
+
+    def config(self, backend: Path) -> str:
+        """lighttpd config; request bodies are buffered because CGI needs a Content-Length."""
+        return f"""\
+server.modules = ("mod_alias", "mod_setenv", "mod_cgi")
+server.bind = "127.0.0.1"
+server.port = {self.port}
+server.document-root = "{self.dir / 'www'}"
+server.errorlog = "{self.dir / 'error.log'}"
+server.upload-dirs = ("{self.dir / 'upload'}")
+server.stream-response-body = 2
+alias.url = ("/git" => "{backend}")
+$HTTP["url"] =~ "^/git" {{
+  cgi.assign = ("" => "")
+  setenv.add-environment = (
+    "GIT_PROJECT_ROOT" => "{self.root()}",
+    "GIT_HTTP_EXPORT_ALL" => "",
+    "GIT_HTTP_MAX_REQUEST_BUFFER" => "1000M",
+    "GIT_CONFIG_NOSYSTEM" => "1",
+    "GIT_CONFIG_COUNT" => "1",
+    "GIT_CONFIG_KEY_0" => "http.receivepack",
+    "GIT_CONFIG_VALUE_0" => "true",
+  )
+}}
+"""
+
+    def command(self) -> list[str]:
+        """lighttpd in the foreground (``-D``) so we own and can kill it."""
+        return [ensure_lighttpd(), "-D", "-f", str(self.dir / "lighttpd.conf")]
+
+
+class DulwichServer(DirectoryServer):
+    """dulwich's WSGI smart-HTTP app under a threading wsgiref server."""
+
+    name = "dulwich"
+
+    def url(self, repo: str) -> str:
+        """Repositories are served at the root."""
+        return f"http://127.0.0.1:{self.port}/{repo}.git"
+
+    def command(self) -> list[str]:
+        """Our small launcher around ``dulwich.web.make_wsgi_chain``."""
+        return [
+            sys.executable,
+            str(BENCH_DIR / "dulwich_server.py"),
+            "--root",
+            str(self.root()),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
+
+
+class GovcServer(Server):
+    """``python -m govc serve``: empty data directory, corpus loaded by ``git push``."""
+
+    name = "govc"
+
+    def __init__(self, workdir: Path, corpus: Path, timeout: float, python: str) -> None:
+        """``python`` is the interpreter of the venv govc is installed in."""
+        super().__init__(workdir, corpus, timeout)
+        self.python = python
+        self.api_create: str | None = None  # how create_empty behaved, for the report
+
+    def command(self) -> list[str]:
+        """The serve contract: ``--data DIR --host H --port P``."""
+        data = self.dir / "data"
+        data.mkdir(exist_ok=True)
+        return [
+            self.python, "-m", "govc", "serve",
+            "--data", str(data), "--host", "127.0.0.1", "--port", str(self.port),
+        ]  # fmt: skip
+
+    def cwd(self) -> Path:
+        """Run from the repository so ``-m govc`` resolves even without an install."""
+        return REPO_ROOT
+
+    def env(self) -> dict[str, str]:
+        """Unbuffered output so the log tail is current when something fails."""
+        return clean_env({"PYTHONUNBUFFERED": "1"})
+
+    def ready_url(self) -> str:
+        """The contract's health endpoint."""
+        return f"http://127.0.0.1:{self.port}/healthz"
+
+    def url(self, repo: str) -> str:
+        """Repositories at ``/<name>.git``."""
+        return f"http://127.0.0.1:{self.port}/{repo}.git"
+
+    def seed(self) -> None:
+        """Push every branch and tag of the corpus into ``corpus`` and ``small``."""
+        for repo in SEED_REPOS:
+            self.create_empty(repo)
+            run(
+                ["git", "push", "--quiet", self.url(repo), *ALL_REFS],
+                cwd=self.corpus,
+                timeout=self.timeout,
+            )
+
+    def create_empty(self, repo: str) -> None:
+        """``POST /api/v1/repos``; if that is missing, rely on push-to-create instead."""
+        status = http("POST", f"http://127.0.0.1:{self.port}/api/v1/repos", {"name": repo})
+        self.api_create = "201" if status == 201 else f"status {status}, relying on push-to-create"
+
+
+SERVER_NAMES = ("govc", "http-backend", "dulwich")
+
+
+def make_servers(
+    names: list[str], workdir: Path, corpus: Path, timeout: float, govc_python: str
+) -> list[Server]:
+    """Instantiate the requested servers (not yet started), in canonical order."""
+    servers: list[Server] = []
+    for name in SERVER_NAMES:
+        if name not in names:
+            continue
+        if name == "govc":
+            servers.append(GovcServer(workdir, corpus, timeout, govc_python))
+        elif name == "http-backend":
+            servers.append(HttpBackendServer(workdir, corpus, timeout))
+        else:
+            servers.append(DulwichServer(workdir, corpus, timeout))
+    return servers
+
+
+def default_govc_python() -> str:
+    """The project venv's interpreter if present, else the one running the benchmark."""
+    venv = REPO_ROOT / ".venv" / "bin" / "python"
+    return str(venv) if venv.exists() else sys.executable
+
+
+def lighttpd_path() -> str | None:
+    """Where lighttpd is installed (Debian puts it in /usr/sbin, often not on PATH)."""
+    exe = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
+    return exe if os.path.exists(exe) else None
+
+
+def ensure_lighttpd() -> str:
+    """Install Debian's lighttpd on first use; the comparison needs stock Git's own server."""
+    exe = lighttpd_path()
+    if exe is not None:
+        return exe
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ServerError("lighttpd is missing: apt-get install -y lighttpd")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", "lighttpd"]
+    for attempt in ([install], [["apt-get", "update", "-q"], install]):  # update only if needed
+        for step in attempt:
+            subprocess.run(step, env=env, capture_output=True, check=False, timeout=600)
+        exe = lighttpd_path()
+        if exe is not None:
+            return exe
+    raise ServerError("could not install lighttpd with apt-get")
+
+
+def lighttpd_version() -> str:
+    """First line of ``lighttpd -v`` (or 'missing')."""
+    exe = lighttpd_path()
+    if exe is None:
+        return "missing"
+    try:
+        return run([exe, "-v"], timeout=10).stdout.strip().splitlines()[0]
+    except (CommandError, IndexError):
+        return "unknown"

@@ -1,0 +1,3 @@
+from govc.cli import main
+
+main()

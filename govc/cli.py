@@ -1,0 +1,68 @@
+"""The ``govc`` command line (``govc serve`` for now)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from govc.registry import Registry
+from govc.server import ServerConfig, make_app
+
+DEFAULT_PORT = 4870
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
+
+
+def default_data_dir() -> Path:
+    """``$GOVC_DATA``, else the XDG data directory (``~/.local/share/govc``)."""
+    env = os.environ.get("GOVC_DATA")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "govc"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option("0.1.0", prog_name="govc")
+def main() -> None:
+    """govc: a memory-first Git server and library."""
+
+
+@main.command()
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+@click.option("--memory", is_flag=True, help="Keep everything in memory; no disk at all.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port to listen on.")
+@click.option("--no-auto-create", is_flag=True, help="Refuse pushes to repositories that do not exist.")
+@click.option("-q", "--quiet", is_flag=True, help="Do not log each request.")
+def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_create: bool,
+          quiet: bool) -> None:
+    """Serve every repository over Git's smart HTTP protocol.
+
+    \b
+    Examples:
+      govc serve                              # embedded default data directory
+      govc serve --data /srv/govc --host 0.0.0.0 --port 8080
+      git clone http://127.0.0.1:4870/infra.git
+    """
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    where = "memory only"
+    if not memory:
+        data_dir = data_dir or default_data_dir()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        where = f"data directory {data_dir} (persistence arrives with the durable backend)"
+    app = make_app(Registry(), ServerConfig(auto_create=not no_auto_create))
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    click.echo(f"govc serving http://{shown}:{port}/ ({where})")
+    click.echo(f"  clone with: git clone http://{shown}:{port}/<name>.git")
+    click.echo(f"  a push to http://{shown}:{port}/<name>.git creates the repository")
+    sys.stdout.flush()
+    web.run_app(app, host=host, port=port, print=None,
+                access_log=None if quiet else logging.getLogger("govc.access"),
+                access_log_format=ACCESS_LOG_FORMAT)

@@ -1,0 +1,182 @@
+"""Serving pushes in Git's order: quarantine, checks, then visibility, then compare-and-swap.
+
+The received pack is indexed into a quarantine that the repository cannot see; only when the pack
+is sound and every new ref value is connected does it join the object store, and only then do the
+refs move. A rejected push leaves neither objects nor refs behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from govc.repository import Repository
+from protocol.pktline import FLUSH_PKT
+from protocol.receive import PushRequest, RefCommand, RefResult, report_status
+from protocol.sideband import BAND_DATA, BAND_PROGRESS, MAX_SIDEBAND_DATA, sideband
+from storage.errors import CorruptObject, ObjectNotFound, RefDirectoryConflict, RefError, StaleRef
+from storage.graph import GITLINK_MODE, TREE_MODE, parse_commit, parse_tag_target
+from storage.interfaces import RefUpdate
+from storage.objects import QuarantineView
+from storage.packs import OBJ_COMMIT, OBJ_TAG, OBJ_TREE, PackFormatError, StoredPack
+from storage.refnames import is_valid_ref_name
+
+log = logging.getLogger("govc.receive")
+
+
+@dataclass(slots=True)
+class PushOutcome:
+    unpack_error: str | None
+    results: list[tuple[str, RefResult]]
+    messages: list[str] = field(default_factory=list)  # band-2 lines, e.g. "error: ..."
+
+
+def _missing_object(view: QuarantineView, tip: bytes) -> bytes | None:
+    """The first object reachable from ``tip`` that is neither received nor stored.
+
+    Objects already in the store are complete by induction (every earlier push was checked), so
+    the walk only enters objects that arrived in this push.
+    """
+    from dulwich.objects import parse_tree
+
+    seen: set[bytes] = set()
+    stack = [tip]
+    while stack:
+        oid = stack.pop()
+        if oid in seen:
+            continue
+        seen.add(oid)
+        if not view.has(oid):
+            return oid
+        if not view.is_new(oid):
+            continue
+        type_num, raw = view.get(oid)
+        if type_num == OBJ_COMMIT:
+            info = parse_commit(raw)
+            stack.append(info.tree)
+            stack.extend(info.parents)
+        elif type_num == OBJ_TREE:
+            for _name, mode, sha in parse_tree(raw, 20):
+                if (mode & 0o170000) != GITLINK_MODE:
+                    stack.append(sha)
+                _ = TREE_MODE
+        elif type_num == OBJ_TAG:
+            stack.append(parse_tag_target(raw)[0])
+    return None
+
+
+def _check_command(repo: Repository, view: QuarantineView | None, cmd: RefCommand) -> RefResult:
+    if not is_valid_ref_name(cmd.name) or cmd.name == "HEAD":
+        return RefResult.FUNNY_REFNAME
+    if cmd.is_delete:
+        if repo.head_target == cmd.name and repo.refs.get(cmd.name) is not None:
+            return RefResult.DELETE_CURRENT
+        return RefResult.OK
+    try:
+        if view is None:
+            if not repo.objects.has(cmd.new):
+                return RefResult.MISSING_OBJECTS
+            type_num = repo.objects.type_of(cmd.new)
+        else:
+            if _missing_object(view, cmd.new) is not None:
+                return RefResult.MISSING_OBJECTS
+            type_num = view.type_of(cmd.new)
+    except (ObjectNotFound, CorruptObject):
+        return RefResult.MISSING_OBJECTS
+    if cmd.name.startswith("refs/heads/") and type_num != OBJ_COMMIT:
+        return RefResult.NOT_A_COMMIT
+    return RefResult.OK
+
+
+def _to_update(cmd: RefCommand) -> RefUpdate:
+    return RefUpdate(cmd.name, None if cmd.is_delete else cmd.new, None if cmd.is_create else cmd.old)
+
+
+def _ref_error_message(e: RefError) -> str:
+    if isinstance(e, StaleRef | RefDirectoryConflict):
+        return f"error: {e}"
+    return f"error: {e}"
+
+
+def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> PushOutcome:
+    """Run one push through quarantine, checks and the ref transaction."""
+    messages: list[str] = []
+    pack: StoredPack | None = None
+    unpack_error: str | None = None
+    if req.expects_pack or pack_data:
+        try:
+            pack = repo.objects.index_pack(pack_data)
+        except PackFormatError as e:
+            unpack_error = str(e)
+            messages.append(f"error: {e}")
+    if unpack_error is not None:
+        return PushOutcome(unpack_error, [(c.name, RefResult.UNPACKER_ERROR) for c in req.commands], messages)
+
+    view = QuarantineView(repo.objects, pack) if pack is not None else None
+    results: dict[int, RefResult] = {}
+    for i, cmd in enumerate(req.commands):
+        results[i] = _check_command(repo, view, cmd)
+        if results[i] is RefResult.MISSING_OBJECTS:
+            messages.append(f"error: missing necessary objects for {cmd.name}")
+    atomic = req.has("atomic")
+    if atomic and any(r is not RefResult.OK for r in results.values()):
+        for i in results:
+            if results[i] is RefResult.OK:
+                results[i] = RefResult.ATOMIC_FAILURE
+        return PushOutcome(None, [(c.name, results[i]) for i, c in enumerate(req.commands)], messages)
+
+    todo = [i for i, r in results.items() if r is RefResult.OK]
+    if pack is not None and todo and len(pack):
+        repo.add_pack(pack)
+
+    was_empty = repo.is_empty()
+    options = tuple(req.push_options)
+    if atomic and todo:
+        try:
+            repo.update_refs(
+                [_to_update(req.commands[i]) for i in todo], who=who, message="push",
+                source="push", push_options=options,
+            )
+        except RefError as e:
+            messages.append(_ref_error_message(e))
+            for i in todo:
+                failed = req.commands[i].name == e.name
+                results[i] = RefResult.LOCK_FAILED if failed else RefResult.ATOMIC_FAILURE
+    else:
+        for i in todo:
+            cmd = req.commands[i]
+            try:
+                repo.update_refs([_to_update(cmd)], who=who, message="push", source="push",
+                                 push_options=options)
+            except RefError as e:
+                messages.append(_ref_error_message(e))
+                results[i] = RefResult.LOCK_FAILED
+    if was_empty:
+        _choose_head(repo, [c for i, c in enumerate(req.commands) if results[i] is RefResult.OK])
+    return PushOutcome(None, [(c.name, results[i]) for i, c in enumerate(req.commands)], messages)
+
+
+def _choose_head(repo: Repository, applied: list[RefCommand]) -> None:
+    """A repository born from a push points HEAD at main, else at the first branch pushed."""
+    target = repo.head_target
+    if target and repo.refs.get(target) is not None:
+        return
+    branches = [c.name for c in applied if c.name.startswith("refs/heads/") and not c.is_delete]
+    if branches and "refs/heads/main" not in branches:
+        repo.set_head(branches[0])
+
+
+def encode_outcome(req: PushRequest, outcome: PushOutcome) -> Iterator[bytes]:
+    """The response body: band-2 messages first, then the status report (in band 1 if
+    side-band was asked for), as git's receive-pack orders them."""
+    report = report_status(outcome.unpack_error, outcome.results)
+    wants_report = req.has("report-status") or req.has("report-status-v2")
+    if req.has("side-band-64k"):
+        for msg in outcome.messages:
+            yield sideband(BAND_PROGRESS, (msg + "\n").encode(), MAX_SIDEBAND_DATA)
+        if wants_report:
+            yield sideband(BAND_DATA, report, MAX_SIDEBAND_DATA)
+        yield FLUSH_PKT
+    elif wants_report:
+        yield report

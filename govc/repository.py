@@ -1,0 +1,119 @@
+"""A repository: an object store, a ref store and the one path every ref update takes."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from storage.graph import ObjectGraph
+from storage.interfaces import Backend, MemoryBackend, RefUpdate
+from storage.objects import MemoryObjectStore
+from storage.packs import StoredPack
+from storage.refs import MemoryRefStore
+
+log = logging.getLogger("govc.repository")
+
+
+@dataclass(frozen=True, slots=True)
+class RefChange:
+    name: str
+    old: bytes | None
+    new: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class RefEvent:
+    """One acknowledged ref transaction: what moved, who moved it and how."""
+
+    repository: str
+    changes: tuple[RefChange, ...]
+    who: str
+    message: str
+    source: str  # "push", "api", "cli"
+    time: float
+    push_options: tuple[str, ...] = ()
+
+
+Listener = Callable[[RefEvent], None]
+
+
+@dataclass(slots=True)
+class _Hooks:
+    listeners: list[Listener] = field(default_factory=list)
+
+
+class Repository:
+    """A Git repository held in memory, optionally backed by durable storage.
+
+    Every ref update, whether from a push or the Python API, goes through :meth:`update_refs`:
+    compare-and-swap on the refs, the durable write (if a backend is attached) inside the same
+    critical section, then one :class:`RefEvent` to every listener.
+    """
+
+    def __init__(self, name: str = "", backend: Backend | None = None) -> None:
+        self.name = name
+        self.objects = MemoryObjectStore()
+        self.refs = MemoryRefStore()
+        self.graph = ObjectGraph(self.objects)
+        self.backend: Backend = backend if backend is not None else MemoryBackend()
+        self._hooks = _Hooks()
+        self._write_lock = threading.Lock()
+        self.created = time.time()
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def add_pack(self, pack: StoredPack) -> None:
+        """Make a checked pack's objects visible (durable first, then in memory)."""
+        self.backend.store_pack(pack)
+        self.objects.add_pack(pack)
+
+    # -- refs --------------------------------------------------------------------------------
+
+    @property
+    def head_target(self) -> str | None:
+        return self.refs.read_symref("HEAD")
+
+    def is_empty(self) -> bool:
+        return len(self.refs) == 0
+
+    def update_refs(
+        self,
+        updates: Sequence[RefUpdate],
+        *,
+        who: str,
+        message: str,
+        source: str,
+        push_options: Iterable[str] = (),
+    ) -> RefEvent:
+        """Apply ``updates`` atomically (all or none) and announce them as one event.
+
+        Raises :class:`storage.errors.RefError` subclasses for stale values, bad names and
+        directory/file conflicts; nothing changes then.
+        """
+        plan = self.refs.update(
+            updates, who=who, message=message,
+            persist=lambda changes, reflog: self.backend.commit_refs(
+                changes, self.refs.symrefs(), reflog),
+        )
+        event = RefEvent(
+            self.name,
+            tuple(RefChange(n, o, w) for n, o, w in plan),
+            who, message, source, time.time(), tuple(push_options),
+        )
+        for listener in list(self._hooks.listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener must never undo or fail an acknowledged update
+                log.exception("ref event listener failed")
+        return event
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` with every future :class:`RefEvent`; returns an unsubscribe function."""
+        self._hooks.listeners.append(listener)
+        return lambda: self._hooks.listeners.remove(listener)
+
+    def set_head(self, target: str) -> None:
+        self.refs.set_symref("HEAD", target)

@@ -1,0 +1,257 @@
+"""The smart-HTTP server: a thin aiohttp adapter over the protocol and repository code.
+
+Request bodies are read from ``request.content`` (never ``request.read()`` for a pack), CPU-bound
+work runs in worker threads, and responses are streamed as the pack is produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import zlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from govc.receivepack import encode_outcome, receive
+from govc.registry import Registry, RepositoryExists, RepositoryNameError, normalize_name
+from govc.repository import Repository
+from govc.uploadpack import upload_pack_v0, upload_pack_v2, v0_advertisement, v2_advertisement
+from protocol.errors import ProtocolError
+from protocol.receive import PushRequestParser
+from protocol.upload import error_line
+
+log = logging.getLogger("govc.server")
+
+NO_CACHE = {
+    "Expires": "Fri, 01 Jan 1980 00:00:00 GMT",
+    "Pragma": "no-cache",
+    "Cache-Control": "no-cache, max-age=0, must-revalidate",
+}
+SERVICES = ("git-upload-pack", "git-receive-pack")
+#: Upload-pack requests are lists of ids; anything larger than this is not a fetch.
+MAX_UPLOAD_REQUEST = 64 << 20
+#: The largest push accepted in one request.
+MAX_PUSH = 4 << 30
+READ_CHUNK = 1 << 18
+
+
+@dataclass(slots=True)
+class ServerConfig:
+    auto_create: bool = True
+    workers: int = 8
+
+
+REGISTRY = web.AppKey("registry", Registry)
+CONFIG = web.AppKey("config", ServerConfig)
+EXECUTOR = web.AppKey("executor", ThreadPoolExecutor)
+
+
+def _git_protocol_version(request: web.Request) -> int:
+    for item in request.headers.get("Git-Protocol", "").split(":"):
+        if item.strip() == "version=2":
+            return 2
+        if item.strip() == "version=1":
+            return 1
+    return 0
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=message + "\n", headers=NO_CACHE)
+
+
+def _lookup(request: web.Request) -> tuple[str, Repository | None]:
+    raw = request.match_info["repo"]
+    try:
+        name = normalize_name(raw)
+    except RepositoryNameError as e:
+        raise web.HTTPNotFound(text=f"{e}\n") from None
+    return name, request.app[REGISTRY].get(name)
+
+
+async def info_refs(request: web.Request) -> web.StreamResponse:
+    service = request.query.get("service")
+    if service not in SERVICES:
+        return _text(403, "govc serves Git's smart HTTP protocol only (service=git-upload-pack "
+                          "or git-receive-pack)")
+    name, repo = _lookup(request)
+    if repo is None:
+        if service == "git-receive-pack" and request.app[CONFIG].auto_create:
+            repo = Repository(name)  # advertise as empty; created for real by the push
+        else:
+            return _text(404, f"repository '{name}' not found")
+    headers = {**NO_CACHE, "Content-Type": f"application/x-{service}-advertisement"}
+    if service == "git-upload-pack" and _git_protocol_version(request) == 2:
+        body = v2_advertisement()
+    else:
+        loop = asyncio.get_running_loop()
+        body = await loop.run_in_executor(request.app[EXECUTOR], v0_advertisement, repo, service)
+    return web.Response(body=body, headers=headers)
+
+
+class _Inflater:
+    """Undo ``Content-Encoding: gzip`` unless aiohttp already did (it may, depending on config)."""
+
+    def __init__(self, encoding: str) -> None:
+        self._enabled = encoding.lower() in ("gzip", "x-gzip", "deflate")
+        self._decided = not self._enabled
+        self._d: zlib._Decompress | None = None
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if not self._decided:
+            self._decided = True
+            if chunk[:2] == b"\x1f\x8b":
+                self._d = zlib.decompressobj(31)
+            elif chunk[:1] == b"\x78":
+                self._d = zlib.decompressobj()
+        if self._d is None:
+            return chunk
+        try:
+            return self._d.decompress(chunk)
+        except zlib.error as e:
+            raise ProtocolError(f"bad compressed request body: {e}") from None
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    inflate = _Inflater(request.headers.get("Content-Encoding", ""))
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(READ_CHUNK):
+        data = inflate(chunk)
+        size += len(data)
+        if size > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        parts.append(data)
+    return b"".join(parts)
+
+
+async def _stream(request: web.Request, content_type: str, chunks: Iterator[bytes]) -> web.StreamResponse:
+    """Pull chunks from a synchronous generator in a worker thread and write them as they come."""
+    loop = asyncio.get_running_loop()
+    executor = request.app[EXECUTOR]
+    first = await loop.run_in_executor(executor, next, chunks, None)
+    response = web.StreamResponse(headers={**NO_CACHE, "Content-Type": content_type})
+    await response.prepare(request)
+    chunk = first
+    try:
+        while chunk is not None:
+            await response.write(chunk)
+            chunk = await loop.run_in_executor(executor, next, chunks, None)
+    except ProtocolError as e:
+        await response.write(error_line(str(e)))
+    except (ConnectionResetError, asyncio.CancelledError):
+        chunks.close()
+        raise
+    await response.write_eof()
+    return response
+
+
+async def upload_pack(request: web.Request) -> web.StreamResponse:
+    name, repo = _lookup(request)
+    if repo is None:
+        return _text(404, f"repository '{name}' not found")
+    body = await _read_body(request, MAX_UPLOAD_REQUEST)
+    gen = upload_pack_v2(repo, body) if _git_protocol_version(request) == 2 else upload_pack_v0(repo, body)
+    try:
+        return await _stream(request, "application/x-git-upload-pack-result", gen)
+    except ProtocolError as e:
+        log.info("upload-pack %s: %s", name, e)
+        return web.Response(
+            status=200, body=error_line(str(e)),
+            headers={**NO_CACHE, "Content-Type": "application/x-git-upload-pack-result"},
+        )
+
+
+async def receive_pack(request: web.Request) -> web.StreamResponse:
+    name, repo = _lookup(request)
+    registry = request.app[REGISTRY]
+    created = False
+    if repo is None:
+        if not request.app[CONFIG].auto_create:
+            return _text(404, f"repository '{name}' not found")
+        repo, created = registry.get_or_create(name)
+    parser = PushRequestParser()
+    inflate = _Inflater(request.headers.get("Content-Encoding", ""))
+    pack_parts: list[bytes] = []
+    size = 0
+    try:
+        async for chunk in request.content.iter_chunked(READ_CHUNK):
+            data = inflate(chunk)
+            size += len(data)
+            if size > MAX_PUSH:
+                raise web.HTTPRequestEntityTooLarge(max_size=MAX_PUSH, actual_size=size)
+            if parser.done:
+                pack_parts.append(data)
+            else:
+                parser.feed(data)
+                if parser.done:
+                    pack_parts.append(parser.take_pack_data())
+    except ProtocolError as e:
+        if created:
+            registry.discard_if_empty(name, repo)
+        return _text(400, f"bad receive-pack request: {e}")
+    req = parser.request
+    if not req.commands:
+        if created:
+            registry.discard_if_empty(name, repo)
+        return web.Response(body=b"", headers={**NO_CACHE, "Content-Type": "application/x-git-receive-pack-result"})
+    who = request.remote or "anonymous"
+    loop = asyncio.get_running_loop()
+    try:
+        outcome = await loop.run_in_executor(
+            request.app[EXECUTOR], receive, repo, req, b"".join(pack_parts), who
+        )
+    finally:
+        if created:
+            registry.discard_if_empty(name, repo)
+    body = b"".join(encode_outcome(req, outcome))
+    return web.Response(body=body, headers={**NO_CACHE, "Content-Type": "application/x-git-receive-pack-result"})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def create_repo(request: web.Request) -> web.Response:
+    try:
+        payload = await request.json()
+        name = payload["name"]
+        if not isinstance(name, str):
+            raise TypeError
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return web.json_response({"error": "bad_request", "message": 'expected {"name": "<name>"}'}, status=400)
+    try:
+        repo = request.app[REGISTRY].create(name)
+    except RepositoryNameError as e:
+        return web.json_response({"error": "invalid_name", "message": str(e)}, status=400)
+    except RepositoryExists as e:
+        return web.json_response({"error": "exists", "message": f"repository '{e}' exists"}, status=409)
+    return web.json_response({"name": repo.name, "path": f"/{repo.name}.git"}, status=201)
+
+
+async def list_repos(request: web.Request) -> web.Response:
+    return web.json_response({"repositories": request.app[REGISTRY].names()})
+
+
+async def _executor_ctx(app: web.Application):  # type: ignore[no-untyped-def]
+    executor = ThreadPoolExecutor(max_workers=app[CONFIG].workers, thread_name_prefix="govc")
+    app[EXECUTOR] = executor
+    yield
+    executor.shutdown(wait=False, cancel_futures=True)
+
+
+def make_app(registry: Registry | None = None, config: ServerConfig | None = None) -> web.Application:
+    app = web.Application(client_max_size=MAX_UPLOAD_REQUEST)
+    app[REGISTRY] = registry if registry is not None else Registry()
+    app[CONFIG] = config if config is not None else ServerConfig()
+    app.cleanup_ctx.append(_executor_ctx)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/api/v1/repos", create_repo)
+    app.router.add_get("/api/v1/repos", list_repos)
+    app.router.add_get("/{repo:.+}/info/refs", info_refs)
+    app.router.add_post("/{repo:.+}/git-upload-pack", upload_pack)
+    app.router.add_post("/{repo:.+}/git-receive-pack", receive_pack)
+    return app

@@ -1,0 +1,254 @@
+"""Serving fetches: the protocol module's requests answered from a :class:`Repository`.
+
+Everything here is synchronous and CPU-bound; the HTTP layer runs it in worker threads and
+streams the chunks it yields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from govc.repository import Repository
+from protocol import advertise, capabilities
+from protocol.errors import NotOurRef
+from protocol.packwriter import PackStats, generate_pack
+from protocol.pktline import FLUSH_PKT
+from protocol.sideband import (
+    BAND_DATA,
+    BAND_PROGRESS,
+    MAX_SIDEBAND_DATA,
+    MAX_SIDEBAND_SMALL,
+    sideband,
+    sideband_packets,
+)
+from protocol.upload import (
+    FetchRequest,
+    LsRefsEntry,
+    Negotiation,
+    V2Command,
+    check_command,
+    error_line,
+    ls_refs_response,
+    negotiate,
+    packfile_header,
+    parse_v0_request,
+    parse_v2_command,
+    parse_v2_fetch,
+    parse_v2_ls_refs,
+    ref_matches,
+    v0_acks,
+    v2_acknowledgments,
+)
+from storage.errors import CorruptObject
+from storage.packs import OBJ_COMMIT, OBJ_TAG
+
+V2_COMMANDS = ("ls-refs", "fetch")
+
+
+def peeled_tags(repo: Repository) -> dict[str, bytes]:
+    """Peeled values of refs that point at annotated tags."""
+    out: dict[str, bytes] = {}
+    for name, oid in repo.refs.items():
+        try:
+            if repo.objects.type_of(oid) == OBJ_TAG:
+                out[name] = repo.graph.peel(oid)[0]
+        except (KeyError, CorruptObject):
+            continue
+    return out
+
+
+def v0_advertisement(repo: Repository, service: str, *, smart_http: bool = True) -> bytes:
+    refs = repo.refs.items()
+    if service == "git-upload-pack":
+        head_target = repo.head_target
+        head = repo.refs.get("HEAD")
+        body = advertise.v0_refs(
+            refs, capabilities.UPLOAD_PACK_V0, head=head, head_target=head_target,
+            peeled=peeled_tags(repo),
+        )
+    else:
+        body = advertise.v0_refs(refs, capabilities.RECEIVE_PACK)
+    return (advertise.service_header(service) if smart_http else b"") + body
+
+
+def v2_advertisement() -> bytes:
+    return advertise.v2_capabilities(capabilities.UPLOAD_PACK_V2)
+
+
+def _ok_to_give_up(repo: Repository, wants: list[bytes], common: list[bytes]) -> bool:
+    """Git's ``ok_to_give_up``: every wanted commit reaches something the client has."""
+    graph = repo.graph
+    targets: set[bytes] = set()
+    cutoff: int | None = None
+    for oid in common:
+        try:
+            peeled, type_num = graph.peel(oid)
+            if type_num != OBJ_COMMIT:
+                continue
+            info = graph.commit(peeled)
+        except (KeyError, CorruptObject):
+            continue
+        targets.add(peeled)
+        targets.update(info.parents)
+        cutoff = info.time if cutoff is None else min(cutoff, info.time)
+    if not targets:
+        return False
+    for want in wants:
+        try:
+            peeled, type_num = graph.peel(want)
+        except (KeyError, CorruptObject):
+            return False
+        if type_num != OBJ_COMMIT:
+            continue
+        if not graph.reaches_any(peeled, targets, cutoff or 0):
+            return False
+    return True
+
+
+def _negotiate(repo: Repository, req: FetchRequest) -> Negotiation:
+    return negotiate(
+        req,
+        is_common=repo.objects.has,
+        ok_to_give_up=lambda common: _ok_to_give_up(repo, req.wants, common),
+    )
+
+
+def _check_wants(repo: Repository, req: FetchRequest) -> None:
+    for oid in req.wants:
+        if not repo.objects.has(oid):
+            raise NotOurRef(f"upload-pack: not our ref {oid.decode()}")
+
+
+def _with_auto_followed_tags(repo: Repository, objects: list[bytes], client_has: set[bytes]) -> None:
+    """include-tag: annotated tags whose target is in the pack go in it too."""
+    sending = set(objects)
+    for _name, oid in repo.refs.items():
+        if oid in sending or oid in client_has:
+            continue
+        try:
+            if repo.objects.type_of(oid) != OBJ_TAG:
+                continue
+            chain = [oid]
+            target = oid
+            while repo.objects.type_of(target) == OBJ_TAG:
+                from storage.graph import parse_tag_target
+
+                target, _ = parse_tag_target(repo.objects.get(target)[1])
+                chain.append(target)
+        except (KeyError, CorruptObject):
+            continue
+        if target in sending:
+            for t in chain[:-1]:
+                if t not in sending:
+                    sending.add(t)
+                    objects.append(t)
+
+
+def _pack_stream(repo: Repository, req: FetchRequest, common: list[bytes], band_limit: int | None) -> Iterator[bytes]:
+    """The pack, framed in side-band packets (or raw when ``band_limit`` is None)."""
+    progress = band_limit is not None and not req.has("no-progress")
+    objects, client_has = repo.graph.objects_to_send(req.wants, common)
+    if req.has("include-tag"):
+        _with_auto_followed_tags(repo, objects, client_has)
+    if progress:
+        assert band_limit is not None
+        yield sideband(BAND_PROGRESS, f"Enumerating objects: {len(objects)}, done.\n".encode(), band_limit)
+    stats = PackStats()
+    thin = client_has if req.has("thin-pack") else set()
+    chunks = generate_pack(
+        repo.objects, objects, ofs_delta=req.has("ofs-delta"), client_has=thin, stats=stats
+    )
+    pending: bytes | None = None
+    for chunk in chunks:
+        if pending is not None:
+            yield _frame(pending, band_limit)
+        pending = chunk
+    if progress:
+        assert band_limit is not None
+        yield sideband(
+            BAND_PROGRESS,
+            f"Total {stats.objects} (delta {stats.deltas}), reused {stats.reused} "
+            f"(delta {stats.reused_deltas}), pack-reused 0\n".encode(),
+            band_limit,
+        )
+    if pending is not None:
+        yield _frame(pending, band_limit)
+
+
+def _frame(data: bytes, band_limit: int | None) -> bytes:
+    if band_limit is None:
+        return data
+    return b"".join(sideband_packets(BAND_DATA, data, band_limit))
+
+
+def upload_pack_v0(repo: Repository, body: bytes) -> Iterator[bytes]:
+    """Answer one stateless v0/v1 upload-pack request."""
+    req = parse_v0_request(body)
+    if not req.wants:
+        return
+    try:
+        _check_wants(repo, req)
+    except NotOurRef as e:
+        yield error_line(str(e))
+        return
+    neg = _negotiate(repo, req)
+    acks, send_pack = v0_acks(req, neg)
+    yield acks
+    if not send_pack:
+        return
+    if req.has("side-band-64k"):
+        limit: int | None = MAX_SIDEBAND_DATA
+    elif req.has("side-band"):
+        limit = MAX_SIDEBAND_SMALL
+    else:
+        limit = None
+    yield from _pack_stream(repo, req, neg.common, limit)
+    if limit is not None:
+        yield FLUSH_PKT
+
+
+def upload_pack_v2(repo: Repository, body: bytes) -> Iterator[bytes]:
+    """Answer one protocol v2 command (``ls-refs`` or ``fetch``)."""
+    cmd = parse_v2_command(body)
+    if cmd is None:
+        return
+    check_command(cmd, V2_COMMANDS)
+    if cmd.name == "ls-refs":
+        yield ls_refs(repo, cmd)
+        return
+    yield from fetch_v2(repo, cmd)
+
+
+def ls_refs(repo: Repository, cmd: V2Command) -> bytes:
+    req = parse_v2_ls_refs(cmd)
+    entries: list[LsRefsEntry] = []
+    if ref_matches("HEAD", req.prefixes):
+        target = repo.head_target
+        head = repo.refs.get("HEAD")
+        if head is not None:
+            entries.append(LsRefsEntry("HEAD", head, target if req.symrefs else None))
+        elif req.unborn and target:
+            entries.append(LsRefsEntry("HEAD", None, target if req.symrefs else None))
+    peeled = peeled_tags(repo) if req.peel else {}
+    for name, oid in repo.refs.items():
+        if ref_matches(name, req.prefixes):
+            entries.append(LsRefsEntry(name, oid, None, peeled.get(name)))
+    return ls_refs_response(entries)
+
+
+def fetch_v2(repo: Repository, cmd: V2Command) -> Iterator[bytes]:
+    req = parse_v2_fetch(cmd)
+    try:
+        _check_wants(repo, req)
+    except NotOurRef as e:
+        yield error_line(str(e))
+        return
+    neg = _negotiate(repo, req)
+    acks, send_pack = v2_acknowledgments(req, neg)
+    if acks:
+        yield acks
+    if not send_pack:
+        return
+    yield packfile_header()
+    yield from _pack_stream(repo, req, neg.common, MAX_SIDEBAND_DATA)
+    yield FLUSH_PKT

@@ -1,0 +1,153 @@
+"""Pack generation that splices stored compressed data and stored deltas.
+
+An object stored whole is copied as its stored zlib stream; an object stored as a delta is copied
+as that delta when its base is in the same outgoing pack (written first, as an offset delta) or, in
+a thin pack, when the client already holds the base. Only an object whose base is neither is
+inflated and sent whole. Nothing is ever deflated twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from zlib_ng import zlib_ng
+
+from protocol.sideband import MAX_SIDEBAND_DATA
+
+OFS_DELTA = 6
+REF_DELTA = 7
+COMPRESSION_LEVEL = 1
+
+#: Pack bytes are handed out in pieces that fill two side-band packets exactly (≥ 64 KiB writes).
+CHUNK_SIZE = 2 * MAX_SIDEBAND_DATA
+
+
+class StoredRecord(Protocol):
+    type_num: int
+    size: int
+    compressed: bytes | memoryview
+    base: bytes | None
+
+
+class PackSource(Protocol):
+    def packed_record(self, oid: bytes) -> StoredRecord: ...
+
+    def get(self, oid: bytes) -> tuple[int, bytes]: ...
+
+
+@dataclass(slots=True)
+class PackStats:
+    objects: int = 0
+    deltas: int = 0
+    reused: int = 0
+    reused_deltas: int = 0
+    size: int = 0
+
+
+def _header(pack_type: int, size: int) -> bytearray:
+    out = bytearray()
+    byte = (pack_type << 4) | (size & 0x0F)
+    size >>= 4
+    while size:
+        out.append(byte | 0x80)
+        byte = size & 0x7F
+        size >>= 7
+    out.append(byte)
+    return out
+
+
+def _ofs(distance: int) -> bytes:
+    out = bytearray([distance & 0x7F])
+    distance >>= 7
+    while distance:
+        distance -= 1
+        out.append(0x80 | (distance & 0x7F))
+        distance >>= 7
+    out.reverse()
+    return bytes(out)
+
+
+def generate_pack(
+    source: PackSource,
+    oids: Sequence[bytes],
+    *,
+    ofs_delta: bool = True,
+    client_has: Collection[bytes] = (),
+    stats: PackStats | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> Iterator[bytes]:
+    """Yield a complete version-2 pack of ``oids`` in pieces of ``chunk_size`` bytes (the last
+    piece may be shorter). ``client_has`` non-empty makes the pack thin."""
+    stats = stats if stats is not None else PackStats()
+    sha = hashlib.sha1()
+    buf = bytearray(b"PACK" + struct.pack(">II", 2, len(oids)))
+    offset = 0  # offset of buf[0] in the pack
+    written: dict[bytes, int] = {}
+    sending = set(oids)
+    in_progress: set[bytes] = set()
+
+    def write_one(oid: bytes) -> None:
+        nonlocal buf
+        rec = source.packed_record(oid)
+        at = offset + len(buf)
+        base = rec.base
+        if base is None:
+            buf += _header(rec.type_num, rec.size)
+            buf += rec.compressed
+            stats.reused += 1
+        elif base in written:
+            if ofs_delta:
+                buf += _header(OFS_DELTA, rec.size)
+                buf += _ofs(at - written[base])
+            else:
+                buf += _header(REF_DELTA, rec.size)
+                buf += bytes.fromhex(base.decode())
+            buf += rec.compressed
+            stats.reused += 1
+            stats.reused_deltas += 1
+            stats.deltas += 1
+        elif base in client_has and base not in sending:
+            buf += _header(REF_DELTA, rec.size)
+            buf += bytes.fromhex(base.decode())
+            buf += rec.compressed
+            stats.reused += 1
+            stats.reused_deltas += 1
+            stats.deltas += 1
+        else:
+            type_num, content = source.get(oid)
+            buf += _header(type_num, len(content))
+            buf += zlib_ng.compress(content, COMPRESSION_LEVEL)
+        written[oid] = at
+        stats.objects += 1
+
+    for oid in oids:
+        if oid in written:
+            continue
+        # Bases in this pack go first so that their dependants can be offset deltas.
+        chain = [oid]
+        while True:
+            base = source.packed_record(chain[-1]).base
+            if base is None or base in written or base not in sending or base in in_progress:
+                break
+            if base in chain:
+                break
+            in_progress.add(base)
+            chain.append(base)
+        for item in reversed(chain):
+            if item not in written:
+                write_one(item)
+            in_progress.discard(item)
+        while len(buf) >= chunk_size:
+            piece = bytes(buf[:chunk_size])
+            del buf[:chunk_size]
+            sha.update(piece)
+            offset += len(piece)
+            yield piece
+    sha.update(buf)
+    buf += sha.digest()
+    stats.size = offset + len(buf)
+    yield bytes(buf)

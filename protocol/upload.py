@@ -1,0 +1,324 @@
+"""upload-pack: fetch requests (v0/v1 and v2), negotiation answers and ``ls-refs``.
+
+Stateless HTTP means every request carries the whole negotiation so far: the wants, every have the
+client still considers relevant, and ``done`` in the last round. The server keeps no state between
+requests; it answers each one from the request and the repository alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from protocol.capabilities import parse_capability_list
+from protocol.errors import InvalidObjectId, UnexpectedPacket, UnknownCommand
+from protocol.pktline import (
+    DELIM,
+    DELIM_PKT,
+    FLUSH,
+    FLUSH_PKT,
+    Special,
+    encode,
+    encode_line,
+    iter_packets,
+    strip_lf,
+)
+
+_HEX = frozenset(b"0123456789abcdef")
+
+
+def parse_oid(text: bytes) -> bytes:
+    if len(text) != 40 or not _HEX.issuperset(text):
+        raise InvalidObjectId(f"invalid object id {text[:64]!r}")
+    return text
+
+
+@dataclass(slots=True)
+class FetchRequest:
+    """Everything a fetch asks for, whichever protocol version carried it."""
+
+    wants: list[bytes] = field(default_factory=list)
+    haves: list[bytes] = field(default_factory=list)
+    done: bool = False
+    capabilities: dict[str, str | None] = field(default_factory=dict)
+    shallows: list[bytes] = field(default_factory=list)
+    depth: int | None = None
+    deepen_since: int | None = None
+    deepen_not: list[bytes] = field(default_factory=list)
+    deepen_relative: bool = False
+    filter: str | None = None
+    want_refs: list[str] = field(default_factory=list)
+    server_options: list[str] = field(default_factory=list)
+    version: int = 0
+
+    def has(self, cap: str) -> bool:
+        return cap in self.capabilities
+
+
+def _deepen_arg(req: FetchRequest, line: bytes) -> bool:
+    """Shared by v0 and v2: shallow/deepen/filter arguments. True when ``line`` was one."""
+    if line.startswith(b"shallow "):
+        req.shallows.append(parse_oid(line[8:]))
+    elif line.startswith(b"deepen "):
+        try:
+            req.depth = int(line[7:])
+        except ValueError:
+            raise UnexpectedPacket(f"invalid deepen: {line[7:]!r}") from None
+    elif line.startswith(b"deepen-since "):
+        try:
+            req.deepen_since = int(line[13:])
+        except ValueError:
+            raise UnexpectedPacket(f"invalid deepen-since: {line[13:]!r}") from None
+    elif line.startswith(b"deepen-not "):
+        req.deepen_not.append(line[11:])
+    elif line == b"deepen-relative":
+        req.deepen_relative = True
+    elif line.startswith(b"filter "):
+        req.filter = line[7:].decode("utf-8", "replace")
+    else:
+        return False
+    return True
+
+
+def parse_v0_request(body: bytes) -> FetchRequest:
+    """Parse a v0/v1 upload-pack POST body: wants (capabilities on the first), shallow and deepen
+    lines, a flush, then haves in flush-separated rounds and maybe ``done``."""
+    req = FetchRequest(version=0)
+    in_wants = True
+    for pkt in iter_packets(body):
+        if pkt is FLUSH:
+            in_wants = False
+            continue
+        if isinstance(pkt, Special):
+            raise UnexpectedPacket(f"unexpected {pkt!r} in upload-pack request")
+        line = strip_lf(pkt)
+        if line.startswith(b"want "):
+            if not in_wants:
+                raise UnexpectedPacket("want after the want list ended")
+            rest = line[5:]
+            oid, _, caps = rest.partition(b" ")
+            if not req.wants and caps:
+                req.capabilities = parse_capability_list(caps)
+            req.wants.append(parse_oid(oid))
+        elif line.startswith(b"have "):
+            req.haves.append(parse_oid(line[5:].split(b" ", 1)[0]))
+        elif line == b"done":
+            req.done = True
+            break
+        elif not _deepen_arg(req, line):
+            raise UnexpectedPacket(f"unexpected line in upload-pack request: {line[:80]!r}")
+    return req
+
+
+@dataclass(slots=True)
+class V2Command:
+    """A protocol v2 request: ``command=<name>``, capability lines, then arguments."""
+
+    name: str
+    capabilities: dict[str, str | None]
+    args: list[bytes]
+
+
+def parse_v2_command(body: bytes) -> V2Command | None:
+    """Parse one v2 command; ``None`` for an empty request (a bare flush, git's probe)."""
+    name: str | None = None
+    caps: dict[str, str | None] = {}
+    args: list[bytes] = []
+    section = "caps"
+    for pkt in iter_packets(body):
+        if pkt is FLUSH:
+            break
+        if pkt is DELIM:
+            if section != "caps":
+                raise UnexpectedPacket("second delimiter in a v2 command")
+            section = "args"
+            continue
+        if isinstance(pkt, Special):
+            raise UnexpectedPacket(f"unexpected {pkt!r} in a v2 command")
+        line = strip_lf(pkt)
+        if section == "args":
+            args.append(line)
+        elif line.startswith(b"command="):
+            name = line[8:].decode("utf-8", "replace")
+        else:
+            key, eq, value = line.decode("utf-8", "replace").partition("=")
+            caps[key] = value if eq else None
+    if name is None:
+        if caps or args:
+            raise UnexpectedPacket("v2 request without a command")
+        return None
+    return V2Command(name, caps, args)
+
+
+def parse_v2_fetch(cmd: V2Command) -> FetchRequest:
+    req = FetchRequest(version=2)
+    for key, value in cmd.capabilities.items():
+        if key == "server-option" and value is not None:
+            req.server_options.append(value)
+    for line in cmd.args:
+        if line.startswith(b"want "):
+            req.wants.append(parse_oid(line[5:]))
+        elif line.startswith(b"have "):
+            req.haves.append(parse_oid(line[5:]))
+        elif line == b"done":
+            req.done = True
+        elif line.startswith(b"want-ref "):
+            req.want_refs.append(line[9:].decode("utf-8", "replace"))
+        elif _deepen_arg(req, line):
+            pass
+        elif line.startswith(b"packfile-uris "):
+            pass  # we never offer packfile URIs, so the list is moot
+        else:
+            word = line.decode("utf-8", "replace")
+            if " " in word:
+                raise UnexpectedPacket(f"fetch: unexpected argument {word[:80]!r}")
+            req.capabilities[word] = None
+    return req
+
+
+@dataclass(slots=True)
+class LsRefsRequest:
+    peel: bool = False
+    symrefs: bool = False
+    unborn: bool = False
+    prefixes: list[str] = field(default_factory=list)
+
+
+def parse_v2_ls_refs(cmd: V2Command) -> LsRefsRequest:
+    req = LsRefsRequest()
+    for line in cmd.args:
+        if line == b"peel":
+            req.peel = True
+        elif line == b"symrefs":
+            req.symrefs = True
+        elif line == b"unborn":
+            req.unborn = True
+        elif line.startswith(b"ref-prefix "):
+            req.prefixes.append(line[11:].decode("utf-8", "replace"))
+        else:
+            raise UnexpectedPacket(f"ls-refs: unexpected argument {line[:80]!r}")
+    return req
+
+
+def check_command(cmd: V2Command, offered: Iterable[str]) -> None:
+    if cmd.name not in offered:
+        raise UnknownCommand(f"invalid command '{cmd.name}'")
+
+
+@dataclass(frozen=True, slots=True)
+class LsRefsEntry:
+    name: str
+    oid: bytes | None  # None: unborn (only HEAD)
+    symref_target: str | None = None
+    peeled: bytes | None = None
+
+
+def ls_refs_response(entries: Iterable[LsRefsEntry]) -> bytes:
+    out: list[bytes] = []
+    for e in entries:
+        line = (b"unborn" if e.oid is None else e.oid) + b" " + e.name.encode()
+        if e.symref_target:
+            line += b" symref-target:" + e.symref_target.encode()
+        if e.peeled:
+            line += b" peeled:" + e.peeled
+        out.append(encode_line(line))
+    out.append(FLUSH_PKT)
+    return b"".join(out)
+
+
+def ref_matches(name: str, prefixes: Sequence[str]) -> bool:
+    return not prefixes or any(name.startswith(p) for p in prefixes)
+
+
+@dataclass(slots=True)
+class Negotiation:
+    """What the server concluded from one request's haves."""
+
+    common: list[bytes]
+    ready: bool
+    unknown_seen: bool
+
+
+def negotiate(
+    req: FetchRequest,
+    is_common: Callable[[bytes], bool],
+    ok_to_give_up: Callable[[list[bytes]], bool],
+) -> Negotiation:
+    """Sort the haves into common and unknown, and decide whether the server has enough.
+
+    ``ok_to_give_up(common)`` says whether every want reaches one of the common commits, i.e. a
+    pack can be made now that sends little the client already has.
+    """
+    common = [h for h in dict.fromkeys(req.haves) if is_common(h)]
+    unknown = len(common) < len(set(req.haves))
+    ready = bool(common) and ok_to_give_up(common)
+    return Negotiation(common, ready, unknown)
+
+
+def v0_acks(req: FetchRequest, neg: Negotiation) -> tuple[bytes, bool]:
+    """The ACK/NAK lines of a v0 answer and whether a pack follows them.
+
+    Mirrors git's upload-pack in stateless mode: per common have ``ACK <id> common`` (or
+    ``continue``), ``ready`` once the server can stop, ``NAK`` at each round's flush, and the final
+    ``ACK <last>`` (or ``NAK``) before the pack.
+    """
+    multi_ack = "multi_ack_detailed" if req.has("multi_ack_detailed") else (
+        "multi_ack" if req.has("multi_ack") else None)
+    out: list[bytes] = []
+    last: bytes | None = None
+    for oid in neg.common:
+        last = oid
+        if multi_ack == "multi_ack_detailed":
+            out.append(encode_line(b"ACK " + oid + b" common"))
+        elif multi_ack:
+            out.append(encode_line(b"ACK " + oid + b" continue"))
+        elif len(out) == 0:
+            out.append(encode_line(b"ACK " + oid))
+    if req.done:
+        if neg.common:
+            if multi_ack:
+                out.append(encode_line(b"ACK " + neg.common[-1]))
+        else:
+            out.append(encode_line(b"NAK"))
+        return b"".join(out), True
+    sent_ready = False
+    if multi_ack == "multi_ack_detailed" and neg.ready and last is not None:
+        out.append(encode_line(b"ACK " + last + b" ready"))
+        sent_ready = True
+    if not req.haves or multi_ack:
+        out.append(encode_line(b"NAK"))
+    if req.has("no-done") and sent_ready and last is not None:
+        out.append(encode_line(b"ACK " + last))
+        return b"".join(out), True
+    return b"".join(out), False
+
+
+def v2_acknowledgments(req: FetchRequest, neg: Negotiation) -> tuple[bytes, bool]:
+    """The v2 ``acknowledgments`` section (when ``done`` was not sent) and whether a pack follows.
+
+    After ``ready`` a delimiter introduces the packfile section; otherwise the answer ends with a
+    flush and the client sends another round.
+    """
+    if req.done:
+        return b"", True
+    out = [encode_line("acknowledgments")]
+    if neg.common:
+        out.extend(encode_line(b"ACK " + oid) for oid in neg.common)
+    else:
+        out.append(encode_line("NAK"))
+    ready = neg.ready and not req.has("wait-for-done")
+    if ready:
+        out.append(encode_line("ready"))
+        out.append(DELIM_PKT)
+        return b"".join(out), True
+    out.append(FLUSH_PKT)
+    return b"".join(out), False
+
+
+def packfile_header() -> bytes:
+    return encode_line("packfile")
+
+
+def error_line(message: str) -> bytes:
+    """A fatal error as Git prints it: ``ERR <message>`` in a pkt-line."""
+    return encode(b"ERR " + message.encode())

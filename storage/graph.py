@@ -1,0 +1,250 @@
+"""The object graph over a store: parsed commits and trees, and what a fetch must send.
+
+Parsing is cached (commits and trees never change under their id), so repeated clones and fetches
+walk dictionaries instead of inflating and parsing objects again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from dulwich.objects import parse_tree
+
+from storage.errors import CorruptObject
+from storage.packs import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
+
+GITLINK_MODE = 0o160000
+TREE_MODE = 0o040000
+
+
+class ObjectReader(Protocol):
+    def has(self, oid: bytes) -> bool: ...
+
+    def get(self, oid: bytes) -> tuple[int, bytes]: ...
+
+    def type_of(self, oid: bytes) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommitInfo:
+    tree: bytes
+    parents: tuple[bytes, ...]
+    time: int
+
+
+def parse_commit(raw: bytes) -> CommitInfo:
+    """The fields of a commit the graph needs: tree, parents and committer time."""
+    tree = b""
+    parents: list[bytes] = []
+    time = 0
+    for line in raw.split(b"\n"):
+        if not line:
+            break
+        if line.startswith(b"tree "):
+            tree = line[5:]
+        elif line.startswith(b"parent "):
+            parents.append(line[7:])
+        elif line.startswith(b"committer "):
+            try:
+                time = int(line.rsplit(b" ", 2)[-2])
+            except (ValueError, IndexError):
+                time = 0
+    if len(tree) != 40:
+        raise CorruptObject("commit without a valid tree line")
+    return CommitInfo(tree, tuple(parents), time)
+
+
+def parse_tag_target(raw: bytes) -> tuple[bytes, int]:
+    """Object id and type number a tag points at."""
+    target = b""
+    type_num = 0
+    for line in raw.split(b"\n"):
+        if not line:
+            break
+        if line.startswith(b"object "):
+            target = line[7:]
+        elif line.startswith(b"type "):
+            type_num = {b"commit": OBJ_COMMIT, b"tree": OBJ_TREE, b"blob": OBJ_BLOB,
+                        b"tag": OBJ_TAG}.get(line[5:], 0)
+    if len(target) != 40 or not type_num:
+        raise CorruptObject("tag without a valid object/type header")
+    return target, type_num
+
+
+class ObjectGraph:
+    """Reachability over one object reader, with parse caches shared by all requests."""
+
+    def __init__(self, objects: ObjectReader) -> None:
+        self.objects = objects
+        self._commits: dict[bytes, CommitInfo] = {}
+        self._trees: dict[bytes, tuple[tuple[bytes, bool], ...]] = {}
+        self._lock = threading.Lock()
+
+    def for_view(self, view: ObjectReader) -> ObjectGraph:
+        """A graph over another reader (a quarantine) that shares nothing it could poison."""
+        return ObjectGraph(view)
+
+    def commit(self, oid: bytes) -> CommitInfo:
+        info = self._commits.get(oid)
+        if info is None:
+            type_num, raw = self.objects.get(oid)
+            if type_num != OBJ_COMMIT:
+                raise CorruptObject(f"{oid.decode()} is not a commit")
+            info = parse_commit(raw)
+            self._commits[oid] = info
+        return info
+
+    def tree(self, oid: bytes) -> tuple[tuple[bytes, bool], ...]:
+        """Children of a tree as (oid, is_tree); submodule entries (gitlinks) are skipped."""
+        entries = self._trees.get(oid)
+        if entries is None:
+            type_num, raw = self.objects.get(oid)
+            if type_num != OBJ_TREE:
+                raise CorruptObject(f"{oid.decode()} is not a tree")
+            try:
+                parsed = parse_tree(raw, 20)
+            except Exception as e:
+                raise CorruptObject(f"malformed tree {oid.decode()}: {e}") from None
+            entries = tuple(
+                (sha, (mode & 0o170000) == TREE_MODE)
+                for _name, mode, sha in parsed
+                if (mode & 0o170000) != GITLINK_MODE
+            )
+            self._trees[oid] = entries
+        return entries
+
+    def peel(self, oid: bytes) -> tuple[bytes, int]:
+        """Follow tags down to the first non-tag object."""
+        type_num = self.objects.type_of(oid)
+        seen = 0
+        while type_num == OBJ_TAG:
+            _, raw = self.objects.get(oid)
+            oid, type_num = parse_tag_target(raw)
+            seen += 1
+            if seen > 100:
+                raise CorruptObject("tag chain too long")
+        return oid, type_num
+
+    def ancestors(self, commits: Iterable[bytes], stop: set[bytes] | None = None) -> set[bytes]:
+        """Every commit reachable from ``commits`` (inclusive), not crossing into ``stop``."""
+        seen: set[bytes] = set()
+        stack = [c for c in commits if not stop or c not in stop]
+        while stack:
+            c = stack.pop()
+            if c in seen:
+                continue
+            seen.add(c)
+            for p in self.commit(c).parents:
+                if p not in seen and (stop is None or p not in stop):
+                    stack.append(p)
+        return seen
+
+    def reaches_any(self, start: bytes, targets: set[bytes], cutoff: int) -> bool:
+        """Does ``start`` have an ancestor (or itself) in ``targets``, looking no older than cutoff?"""
+        seen: set[bytes] = set()
+        stack = [start]
+        while stack:
+            c = stack.pop()
+            if c in targets:
+                return True
+            if c in seen:
+                continue
+            seen.add(c)
+            info = self.commit(c)
+            if info.time < cutoff:
+                continue
+            stack.extend(info.parents)
+        return False
+
+    def tree_closure(self, roots: Iterable[bytes], into: set[bytes]) -> None:
+        """Add every tree and blob reachable from ``roots`` (trees) to ``into``."""
+        stack = [r for r in roots if r not in into]
+        into.update(stack)
+        while stack:
+            for child, is_tree in self.tree(stack.pop()):
+                if child not in into:
+                    into.add(child)
+                    if is_tree:
+                        stack.append(child)
+
+    def objects_to_send(
+        self, wants: Iterable[bytes], haves: Iterable[bytes]
+    ) -> tuple[list[bytes], set[bytes]]:
+        """Objects reachable from ``wants`` and not from ``haves``, in pack order, and the
+        objects the client is known to hold (bases a thin pack may delta against).
+
+        As in Git, "not from haves" is judged by the trees of the boundary commits: an object
+        only reachable from deeper history the client has may be sent again, never omitted.
+        """
+        order: list[bytes] = []
+        tags: list[bytes] = []
+        want_commits: list[bytes] = []
+        want_trees: list[bytes] = []
+        want_blobs: list[bytes] = []
+        for oid in dict.fromkeys(wants):
+            type_num = self.objects.type_of(oid)
+            while type_num == OBJ_TAG:
+                tags.append(oid)
+                _, raw = self.objects.get(oid)
+                oid, type_num = parse_tag_target(raw)
+            if type_num == OBJ_COMMIT:
+                want_commits.append(oid)
+            elif type_num == OBJ_TREE:
+                want_trees.append(oid)
+            else:
+                want_blobs.append(oid)
+
+        have_commits: list[bytes] = []
+        for oid in haves:
+            if not self.objects.has(oid):
+                continue
+            try:
+                peeled, type_num = self.peel(oid)
+            except CorruptObject:
+                continue
+            if type_num == OBJ_COMMIT:
+                have_commits.append(peeled)
+        uninteresting = self.ancestors(have_commits) if have_commits else set()
+
+        commits = self.ancestors(want_commits, stop=uninteresting)
+        ordered = sorted(commits, key=lambda c: -self.commit(c).time)
+        boundary: set[bytes] = set()
+        for c in ordered:
+            for p in self.commit(c).parents:
+                if p in uninteresting:
+                    boundary.add(p)
+        known: set[bytes] = set()
+        self.tree_closure((self.commit(b).tree for b in boundary), known)
+        known.update(uninteresting)
+
+        sent: set[bytes] = set(ordered)
+        order.extend(ordered)
+        for t in tags:
+            if t not in sent:
+                sent.add(t)
+                order.append(t)
+        trees_and_blobs: list[bytes] = []
+        roots = [self.commit(c).tree for c in ordered] + want_trees
+        for root in roots:
+            if root in known or root in sent:
+                continue
+            sent.add(root)
+            trees_and_blobs.append(root)
+            stack = [root]
+            while stack:
+                for child, is_tree in self.tree(stack.pop()):
+                    if child in sent or child in known:
+                        continue
+                    sent.add(child)
+                    trees_and_blobs.append(child)
+                    if is_tree:
+                        stack.append(child)
+        for b in want_blobs:
+            if b not in sent:
+                sent.add(b)
+                trees_and_blobs.append(b)
+        order.extend(trees_and_blobs)
+        return order, known

@@ -1,0 +1,426 @@
+"""Packs kept exactly as received, with the index govc builds for them at ingest.
+
+A :class:`StoredPack` is the pack's bytes (header, objects, trailing checksum, byte for byte as Git
+wrote them) plus three parallel arrays in offset order: object ids, offsets and resolved types. The
+compressed bytes of any object are therefore a slice of the pack, which is what lets a clone splice
+stored data and stored deltas into its response without inflating and deflating them again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+import threading
+from array import array
+from bisect import bisect_left
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from dulwich.pack import apply_delta
+from zlib_ng import zlib_ng
+
+from storage.errors import CorruptObject, StorageError
+
+OBJ_COMMIT = 1
+OBJ_TREE = 2
+OBJ_BLOB = 3
+OBJ_TAG = 4
+OFS_DELTA = 6
+REF_DELTA = 7
+TYPE_NAMES = {OBJ_COMMIT: b"commit", OBJ_TREE: b"tree", OBJ_BLOB: b"blob", OBJ_TAG: b"tag"}
+TYPE_NUMS = {v: k for k, v in TYPE_NAMES.items()}
+
+#: Compression level for objects govc compresses itself (git's default is zlib's 6; 1 is ~4x faster
+#: and costs a few percent in size, the trade Git servers make for fetch responses).
+COMPRESSION_LEVEL = 1
+
+ExternalResolver = Callable[[bytes], tuple[int, bytes]]
+
+
+class PackFormatError(StorageError):
+    """A pack stream that is not a valid Git pack; the message is what the client is shown."""
+
+
+def object_id(type_num: int, content: bytes) -> bytes:
+    """The hex object id Git computes: SHA-1 over ``<type> <size>\\0<content>``."""
+    h = hashlib.sha1(b"%s %d\x00" % (TYPE_NAMES[type_num], len(content)))
+    h.update(content)
+    return h.hexdigest().encode()
+
+
+def encode_object_header(pack_type: int, size: int) -> bytes:
+    """The varint header that starts each packed object: type in bits 4-6, size in the rest."""
+    out = bytearray()
+    byte = (pack_type << 4) | (size & 0x0F)
+    size >>= 4
+    while size:
+        out.append(byte | 0x80)
+        byte = size & 0x7F
+        size >>= 7
+    out.append(byte)
+    return bytes(out)
+
+
+def encode_ofs_distance(distance: int) -> bytes:
+    """Git's offset encoding for OFS_DELTA bases (big-endian, with the +1 bias per byte)."""
+    out = bytearray([distance & 0x7F])
+    distance >>= 7
+    while distance:
+        distance -= 1
+        out.append(0x80 | (distance & 0x7F))
+        distance >>= 7
+    out.reverse()
+    return bytes(out)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryHeader:
+    pack_type: int
+    size: int
+    data_start: int
+    base: int | bytes | None  # absolute offset for OFS_DELTA, hex oid for REF_DELTA
+
+
+def parse_entry_header(data: bytes | memoryview, offset: int) -> EntryHeader:
+    """Decode the object header at ``offset`` without inflating anything."""
+    try:
+        c = data[offset]
+        pack_type = (c >> 4) & 7
+        size = c & 0x0F
+        shift = 4
+        pos = offset + 1
+        while c & 0x80:
+            c = data[pos]
+            pos += 1
+            size |= (c & 0x7F) << shift
+            shift += 7
+        base: int | bytes | None = None
+        if pack_type == OFS_DELTA:
+            c = data[pos]
+            pos += 1
+            dist = c & 0x7F
+            while c & 0x80:
+                c = data[pos]
+                pos += 1
+                dist = ((dist + 1) << 7) | (c & 0x7F)
+            base = offset - dist
+            if base < 12 or base >= offset:
+                raise PackFormatError(f"bad delta base offset in pack at {offset}")
+        elif pack_type == REF_DELTA:
+            raw = bytes(data[pos : pos + 20])
+            if len(raw) != 20:
+                raise PackFormatError("pack truncated in a delta base")
+            base = raw.hex().encode()
+            pos += 20
+        elif pack_type not in TYPE_NAMES:
+            raise PackFormatError(f"invalid object type {pack_type} in pack at {offset}")
+    except IndexError:
+        raise PackFormatError("pack truncated in an object header") from None
+    return EntryHeader(pack_type, size, pos, base)
+
+
+def _inflate_stream(data: bytes, start: int, size: int) -> tuple[bytes, int]:
+    """Inflate one zlib stream beginning at ``start``; return the content and the stream's end.
+
+    The window fed to zlib is sized from the expected output so that ``unused_data`` (a copy) stays
+    small; a pack of many objects is then scanned in linear time.
+    """
+    view = memoryview(data)
+    d = zlib_ng.decompressobj()
+    out: list[bytes] = []
+    pos = start
+    window = size + (size >> 6) + 64
+    limit = len(data)
+    while not d.eof:
+        if pos >= limit:
+            raise PackFormatError("pack truncated inside an object's compressed data")
+        chunk = view[pos : pos + window]
+        try:
+            out.append(d.decompress(chunk))
+        except zlib_ng.error as e:
+            raise PackFormatError(f"corrupt compressed data in pack at {start}: {e}") from None
+        pos += len(chunk)
+        window = max(window, 65536)
+    end = pos - len(d.unused_data)
+    content = out[0] if len(out) == 1 else b"".join(out)
+    if len(content) != size:
+        raise PackFormatError(f"object at {start} inflates to {len(content)} bytes, not {size}")
+    return content, end
+
+
+def inflate_exact(compressed: bytes | memoryview, size: int) -> bytes:
+    """Inflate a stored object whose compressed extent is known exactly."""
+    try:
+        content = zlib_ng.decompress(compressed, bufsize=max(size, 1))
+    except zlib_ng.error as e:
+        raise CorruptObject(f"corrupt stored object: {e}") from None
+    if len(content) != size:
+        raise CorruptObject("stored object has the wrong size")
+    return content
+
+
+class StoredPack:
+    """A pack's bytes plus its index; positions (0..n-1) follow pack offset order."""
+
+    __slots__ = ("by_oid", "checksum", "data", "name", "offsets", "oids", "types")
+
+    def __init__(
+        self, data: bytes, oids: list[bytes], offsets: array, types: bytearray
+    ) -> None:
+        self.data = data
+        self.oids = oids
+        self.offsets = offsets  # len(oids) + 1 entries: the last is where the trailer starts
+        self.types = types
+        self.by_oid = {oid: i for i, oid in enumerate(oids)}
+        self.checksum = data[-20:]
+        self.name = self.checksum.hex()
+
+    def __len__(self) -> int:
+        return len(self.oids)
+
+    def __contains__(self, oid: bytes) -> bool:
+        return oid in self.by_oid
+
+    def position_at(self, offset: int) -> int:
+        pos = bisect_left(self.offsets, offset)
+        if pos >= len(self.oids) or self.offsets[pos] != offset:
+            raise CorruptObject(f"no object at pack offset {offset}")
+        return pos
+
+    def header(self, pos: int) -> EntryHeader:
+        return parse_entry_header(self.data, self.offsets[pos])
+
+    def compressed(self, pos: int, header: EntryHeader) -> memoryview:
+        return memoryview(self.data)[header.data_start : self.offsets[pos + 1]]
+
+    def base_oid(self, header: EntryHeader) -> bytes | None:
+        """The delta base of an entry as an object id (``None`` for a whole object)."""
+        if isinstance(header.base, int):
+            return self.oids[self.position_at(header.base)]
+        return header.base
+
+    def iter_oids(self) -> Iterator[bytes]:
+        return iter(self.oids)
+
+
+def _check_envelope(data: bytes) -> int:
+    if len(data) < 32 or data[:4] != b"PACK":
+        raise PackFormatError("not a pack: bad signature")
+    version, count = struct.unpack(">II", data[4:12])
+    if version not in (2, 3):
+        raise PackFormatError(f"unsupported pack version {version}")
+    if hashlib.sha1(memoryview(data)[:-20]).digest() != data[-20:]:
+        raise PackFormatError("pack checksum mismatch")
+    return count
+
+
+def index_pack(data: bytes, resolve_external: ExternalResolver | None = None) -> StoredPack:
+    """Index a received pack, resolving every delta, and complete it if it is thin.
+
+    Objects are inflated once while scanning; bases are inflated again only when they have delta
+    children. A thin pack (ref-deltas against objects outside it) is completed as
+    ``git index-pack --fix-thin`` does: the missing bases are appended as whole objects and the
+    header and checksum rewritten, so every stored pack stands alone.
+    """
+    return _PackIndexer(data).run(resolve_external)
+
+
+class _PackIndexer:
+    """The state of indexing one pack: a scan, then a depth-first walk of each delta tree."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.count = _check_envelope(data)
+        self.offsets = array("Q")
+        self.oids: list[bytes | None] = []
+        self.types = bytearray()
+        self.deltas: dict[int, bytes] = {}  # position -> delta instructions
+        self.ofs_children: dict[int, list[int]] = {}  # base offset -> child positions
+        self.ref_children: dict[bytes, list[int]] = {}  # base oid -> child positions
+        self.whole: list[int] = []  # positions of whole (non-delta) objects
+        self._scan()
+
+    def _scan(self) -> None:
+        data, end_of_objects = self.data, len(self.data) - 20
+        offset = 12
+        for i in range(self.count):
+            if offset >= end_of_objects:
+                raise PackFormatError(f"pack has {i} objects but its header says {self.count}")
+            h = parse_entry_header(data, offset)
+            content, end = _inflate_stream(data, h.data_start, h.size)
+            self.offsets.append(offset)
+            if h.pack_type == OFS_DELTA:
+                assert isinstance(h.base, int)
+                self.ofs_children.setdefault(h.base, []).append(i)
+            elif h.pack_type == REF_DELTA:
+                assert isinstance(h.base, bytes)
+                self.ref_children.setdefault(h.base, []).append(i)
+            if h.base is None:
+                self.oids.append(object_id(h.pack_type, content))
+                self.types.append(h.pack_type)
+                self.whole.append(i)
+            else:
+                self.deltas[i] = content
+                self.oids.append(None)
+                self.types.append(0)
+            offset = end
+        if offset != end_of_objects:
+            raise PackFormatError("garbage after the last object of the pack")
+        self.offsets.append(end_of_objects)
+
+    def _resolve_below(self, oid: bytes, pos: int, type_num: int, content: bytes) -> None:
+        """Resolve every delta that has ``oid`` (at ``pos``, -1 if outside the pack) as base."""
+        stack = [(oid, pos, content)]
+        while stack:
+            base_oid, base_pos, base = stack.pop()
+            kids = list(self.ref_children.pop(base_oid, ()))
+            if base_pos >= 0:
+                kids += self.ofs_children.pop(self.offsets[base_pos], ())
+            for child in kids:
+                try:
+                    result = apply_delta(base, self.deltas.pop(child))
+                except Exception as e:
+                    raise PackFormatError(f"cannot apply delta: {e}") from None
+                out = result if isinstance(result, bytes) else b"".join(result)
+                child_oid = object_id(type_num, out)
+                self.oids[child] = child_oid
+                self.types[child] = type_num
+                stack.append((child_oid, child, out))
+
+    def run(self, resolve_external: ExternalResolver | None) -> StoredPack:
+        for i in self.whole:
+            oid = self.oids[i]
+            assert oid is not None
+            if self.offsets[i] in self.ofs_children or oid in self.ref_children:
+                h = parse_entry_header(self.data, self.offsets[i])
+                raw = inflate_exact(
+                    memoryview(self.data)[h.data_start : self.offsets[i + 1]], h.size
+                )
+                self._resolve_below(oid, i, h.pack_type, raw)
+        external: list[tuple[bytes, int, bytes]] = []
+        for base_oid in sorted(self.ref_children):
+            if base_oid not in self.ref_children:
+                continue
+            try:
+                if resolve_external is None:
+                    raise KeyError(base_oid)
+                tnum, content = resolve_external(base_oid)
+            except KeyError:
+                raise PackFormatError(
+                    f"pack has unresolved deltas (missing base object {base_oid.decode()})"
+                ) from None
+            external.append((base_oid, tnum, content))
+            self._resolve_below(base_oid, -1, tnum, content)
+        if self.deltas:
+            raise PackFormatError(f"pack has {len(self.deltas)} unresolved deltas")
+        oids = [oid for oid in self.oids if oid is not None]
+        if not external:
+            return StoredPack(self.data, oids, self.offsets, self.types)
+        return _complete_thin(self.data, self.count, oids, self.offsets, self.types, external)
+
+
+def _complete_thin(
+    data: bytes,
+    count: int,
+    oids: list[bytes],
+    offsets: array,
+    types: bytearray,
+    external: list[tuple[bytes, int, bytes]],
+) -> StoredPack:
+    body = bytearray(b"PACK" + struct.pack(">II", 2, count + len(external)))
+    body += memoryview(data)[12:-20]
+    new_offsets = array("Q", offsets[:-1])
+    new_oids = list(oids)
+    new_types = bytearray(types)
+    for oid, tnum, content in external:
+        new_offsets.append(len(body))
+        new_oids.append(oid)
+        new_types.append(tnum)
+        body += encode_object_header(tnum, len(content))
+        body += zlib_ng.compress(content, COMPRESSION_LEVEL)
+    new_offsets.append(len(body))
+    body += hashlib.sha1(body).digest()
+    return StoredPack(bytes(body), new_oids, new_offsets, new_types)
+
+
+class DeltaBaseCache:
+    """A size-bounded LRU of inflated objects, so walking a delta chain does not redo its bases.
+
+    Shared by the request threads of one repository, hence the lock.
+    """
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self._max = max_bytes
+        self._size = 0
+        self._items: OrderedDict[tuple[int, int], tuple[int, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int]) -> tuple[int, bytes] | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+            return hit
+
+    def put(self, key: tuple[int, int], value: tuple[int, bytes]) -> None:
+        n = len(value[1])
+        if n > self._max // 8:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = value
+            self._size += n
+            while self._size > self._max:
+                _, (_, old) = self._items.popitem(last=False)
+                self._size -= len(old)
+
+
+def read_pack_object(
+    pack: StoredPack,
+    pos: int,
+    cache: DeltaBaseCache | None = None,
+    resolve_external: ExternalResolver | None = None,
+) -> tuple[int, bytes]:
+    """Type and content of the object at ``pos``, applying its delta chain."""
+    chain: list[tuple[int, bytes]] = []
+    data = pack.data
+    key_base = id(pack)
+    base_type = 0
+    content: bytes | None = None
+    cur = pos
+    while True:
+        if cache is not None:
+            hit = cache.get((key_base, cur))
+            if hit is not None:
+                base_type, content = hit
+                break
+        h = parse_entry_header(data, pack.offsets[cur])
+        raw = inflate_exact(memoryview(data)[h.data_start : pack.offsets[cur + 1]], h.size)
+        if h.pack_type in TYPE_NAMES:
+            base_type, content = h.pack_type, raw
+            break
+        chain.append((cur, raw))
+        if len(chain) > 10000:
+            raise CorruptObject("delta chain too long (cycle?)")
+        if isinstance(h.base, int):
+            cur = pack.position_at(h.base)
+        else:
+            assert isinstance(h.base, bytes)
+            nxt = pack.by_oid.get(h.base)
+            if nxt is None:
+                if resolve_external is None:
+                    raise CorruptObject(f"delta base {h.base.decode()} not found")
+                base_type, content = resolve_external(h.base)
+                break
+            cur = nxt
+    assert content is not None
+    if chain and cache is not None:
+        cache.put((key_base, cur), (base_type, content))
+    for i, (at, delta) in enumerate(reversed(chain)):
+        result = apply_delta(content, delta)
+        content = result if isinstance(result, bytes) else b"".join(result)
+        if cache is not None and i < len(chain) - 1:
+            cache.put((key_base, at), (base_type, content))
+    return base_type, content

@@ -1,0 +1,152 @@
+"""The in-memory ref store: direct refs, symbolic refs and reflogs, updated by compare-and-swap."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from storage.errors import InvalidRefName, RefConflict, RefDirectoryConflict, StaleRef
+from storage.interfaces import ANY, ZERO_OID, ReflogEntry, RefUpdate
+from storage.refnames import is_valid_ref_name
+
+#: Called inside the update lock with the changes about to be applied; raising aborts them all.
+#: This is where a durable backend writes (and where its failure leaves memory unchanged).
+PersistFn = Callable[[Mapping[str, bytes | None], Sequence[tuple[str, ReflogEntry]]], None]
+
+MAX_SYMREF_DEPTH = 5
+
+
+class MemoryRefStore:
+    """Refs of one repository. Every update goes through :meth:`update`, atomically."""
+
+    def __init__(self, head: str = "refs/heads/main") -> None:
+        self._refs: dict[str, bytes] = {}
+        self._symrefs: dict[str, str] = {"HEAD": head}
+        self._reflogs: dict[str, list[ReflogEntry]] = {}
+        self._lock = threading.RLock()
+        self._sorted: list[tuple[str, bytes]] | None = None
+        self.version = 0  # bumped on every change; caches keyed by it stay valid until then
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def resolve_name(self, name: str) -> str:
+        """The direct ref a (possibly symbolic) name ends at."""
+        for _ in range(MAX_SYMREF_DEPTH):
+            target = self._symrefs.get(name)
+            if target is None:
+                return name
+            name = target
+        return name
+
+    def get(self, name: str) -> bytes | None:
+        return self._refs.get(self.resolve_name(name))
+
+    def read_symref(self, name: str) -> str | None:
+        return self._symrefs.get(name)
+
+    def symrefs(self) -> dict[str, str]:
+        return dict(self._symrefs)
+
+    def set_symref(self, name: str, target: str) -> None:
+        if not is_valid_ref_name(target) or (name != "HEAD" and not is_valid_ref_name(name)):
+            raise InvalidRefName(target)
+        with self._lock:
+            self._symrefs[name] = target
+            self.version += 1
+
+    def items(self) -> list[tuple[str, bytes]]:
+        """All direct refs sorted by name (the order Git advertises them in)."""
+        snapshot = self._sorted
+        if snapshot is None:
+            with self._lock:
+                snapshot = self._sorted = sorted(self._refs.items())
+        return snapshot
+
+    def list(self, prefix: str = "") -> dict[str, bytes]:
+        return {k: v for k, v in self.items() if k.startswith(prefix)}
+
+    def __len__(self) -> int:
+        return len(self._refs)
+
+    def reflog(self, name: str) -> list[ReflogEntry]:
+        return list(self._reflogs.get(self.resolve_name(name), ()))
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def check(self, updates: Sequence[RefUpdate]) -> list[tuple[str, bytes | None, bytes | None]]:
+        """Validate a transaction against the current refs; return (name, old, new) per update.
+
+        Raises the first failure: a bad name, a stale expected value, a name given twice, or a
+        directory/file conflict with the refs as they would be afterwards.
+        """
+        plan: list[tuple[str, bytes | None, bytes | None]] = []
+        seen: set[str] = set()
+        for u in updates:
+            name = self.resolve_name(u.name)
+            if not is_valid_ref_name(name) or name == "HEAD":
+                raise InvalidRefName(u.name)
+            if name in seen:
+                raise RefConflict(name, f"ref '{name}' is updated twice in one transaction")
+            seen.add(name)
+            current = self._refs.get(name)
+            if u.old is not ANY and u.old != current and not (u.old == ZERO_OID and current is None):
+                raise StaleRef(name, u.old if isinstance(u.old, bytes) else None, current)
+            new = None if u.new in (None, ZERO_OID) else u.new
+            plan.append((name, current, new))
+        created = [name for name, old, new in plan if old is None and new is not None]
+        if created:
+            after = set(self._refs)
+            for name, _old, new in plan:
+                if new is None:
+                    after.discard(name)
+                else:
+                    after.add(name)
+            for name in created:
+                parts = name.split("/")
+                for i in range(2, len(parts)):
+                    parent = "/".join(parts[:i])
+                    if parent in after:
+                        raise RefDirectoryConflict(name, parent)
+                prefix = name + "/"
+                for other in after:
+                    if other.startswith(prefix):
+                        raise RefDirectoryConflict(name, other)
+        return plan
+
+    def update(
+        self,
+        updates: Sequence[RefUpdate],
+        who: str = "govc",
+        message: str = "",
+        persist: PersistFn | None = None,
+    ) -> list[tuple[str, bytes | None, bytes | None]]:
+        """Apply all updates or none; return the (name, old, new) triples applied."""
+        with self._lock:
+            plan = self.check(updates)
+            now = time.time()
+            changes = {name: new for name, _old, new in plan}
+            log = [
+                (name, ReflogEntry(old or ZERO_OID, new or ZERO_OID, who, now, message))
+                for name, old, new in plan
+            ]
+            if persist is not None:
+                persist(changes, log)
+            for name, new in changes.items():
+                if new is None:
+                    self._refs.pop(name, None)
+                else:
+                    self._refs[name] = new
+            for name, entry in log:
+                self._reflogs.setdefault(name, []).append(entry)
+            self._sorted = None
+            self.version += 1
+            return plan
+
+    def load(self, refs: Mapping[str, bytes], symrefs: Mapping[str, str]) -> None:
+        """Replace the whole state (a backend restoring what it persisted)."""
+        with self._lock:
+            self._refs = dict(refs)
+            self._symrefs = dict(symrefs) or {"HEAD": "refs/heads/main"}
+            self._sorted = None
+            self.version += 1
