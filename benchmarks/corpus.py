@@ -257,7 +257,8 @@ class HistoryBuilder:
                 changes[victim] = None
                 self.pool.insert(0, (victim, branch.files[victim]))  # may be re-added later
         verb = "Add" if any(p not in branch.files for p in changes) else "Update"
-        return f"{verb} {len(changes)} files (main #{index})", list(changes.items())
+        noun = "file" if len(changes) == 1 else "files"
+        return f"{verb} {len(changes)} {noun} (main #{index})", list(changes.items())
 
     def feature_changes(
         self, feature: Branch, spec: FeatureSpec, step: int
@@ -335,9 +336,7 @@ def generate(out: BinaryIO, sources: list[tuple[str, bytes]], commits: int, seed
 def git(*args: str, cwd: Path | None = None, stdin: int | None = None) -> str:
     """Run git with a config-free environment so user settings cannot change the result."""
     env = {**os.environ, **DETERMINISTIC_ENV}
-    proc = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    )
+    proc = subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True)
     return proc.stdout
 
 
@@ -366,9 +365,7 @@ def repack(dest: Path) -> None:
 
 def describe(dest: Path) -> tuple[int, int]:
     """Return (object count, pack bytes) of the finished corpus."""
-    stats = dict(
-        line.split(": ", 1) for line in git("count-objects", "-v", cwd=dest).splitlines()
-    )
+    stats = dict(line.split(": ", 1) for line in git("count-objects", "-v", cwd=dest).splitlines())
     pack_bytes = sum(p.stat().st_size for p in (dest / "objects" / "pack").glob("*.pack"))
     return int(stats["in-pack"]) + int(stats["count"]), pack_bytes
 

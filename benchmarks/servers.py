@@ -100,12 +100,15 @@ class Server(ABC):
 
     def prepare(self) -> None:
         """Lay out files the server needs before it starts (default: nothing)."""
+        return None  # optional hook
 
     def seed(self) -> None:
         """Give the server the ``corpus`` and ``small`` repositories (after it is ready)."""
+        return None  # optional hook
 
     def create_empty(self, repo: str) -> None:
         """Create an empty repository ``repo`` for a full push."""
+        return None  # optional hook
 
     def start(self) -> None:
         """Start, wait until ready, then seed; on failure record the error instead of raising."""
@@ -218,9 +221,9 @@ class HttpBackendServer(DirectoryServer):
 server.modules = ("mod_alias", "mod_setenv", "mod_cgi")
 server.bind = "127.0.0.1"
 server.port = {self.port}
-server.document-root = "{self.dir / 'www'}"
-server.errorlog = "{self.dir / 'error.log'}"
-server.upload-dirs = ("{self.dir / 'upload'}")
+server.document-root = "{self.dir / "www"}"
+server.errorlog = "{self.dir / "error.log"}"
+server.upload-dirs = ("{self.dir / "upload"}")
 server.stream-response-body = 2
 alias.url = ("/git" => "{backend}")
 $HTTP["url"] =~ "^/git" {{

@@ -15,11 +15,10 @@ from govc.repository import Repository
 from protocol.pktline import FLUSH_PKT
 from protocol.receive import PushRequest, RefCommand, RefResult, report_status
 from protocol.sideband import BAND_DATA, BAND_PROGRESS, MAX_SIDEBAND_DATA, sideband
-from storage.errors import CorruptObject, ObjectNotFound, RefDirectoryConflict, RefError, StaleRef
-from storage.graph import GITLINK_MODE, TREE_MODE, parse_commit, parse_tag_target
+from storage.errors import CorruptObject, ObjectNotFound, RefError
+from storage.graph import LinkCollector
 from storage.interfaces import RefUpdate
-from storage.objects import QuarantineView
-from storage.packs import OBJ_COMMIT, OBJ_TAG, OBJ_TREE, PackFormatError, StoredPack
+from storage.packs import OBJ_COMMIT, PackFormatError, StoredPack
 from storage.refnames import is_valid_ref_name
 
 log = logging.getLogger("govc.receive")
@@ -32,57 +31,23 @@ class PushOutcome:
     messages: list[str] = field(default_factory=list)  # band-2 lines, e.g. "error: ..."
 
 
-def _missing_object(view: QuarantineView, tip: bytes) -> bytes | None:
-    """The first object reachable from ``tip`` that is neither received nor stored.
-
-    Objects already in the store are complete by induction (every earlier push was checked), so
-    the walk only enters objects that arrived in this push.
-    """
-    from dulwich.objects import parse_tree
-
-    seen: set[bytes] = set()
-    stack = [tip]
-    while stack:
-        oid = stack.pop()
-        if oid in seen:
-            continue
-        seen.add(oid)
-        if not view.has(oid):
-            return oid
-        if not view.is_new(oid):
-            continue
-        type_num, raw = view.get(oid)
-        if type_num == OBJ_COMMIT:
-            info = parse_commit(raw)
-            stack.append(info.tree)
-            stack.extend(info.parents)
-        elif type_num == OBJ_TREE:
-            for _name, mode, sha in parse_tree(raw, 20):
-                if (mode & 0o170000) != GITLINK_MODE:
-                    stack.append(sha)
-                _ = TREE_MODE
-        elif type_num == OBJ_TAG:
-            stack.append(parse_tag_target(raw)[0])
-    return None
-
-
-def _check_command(repo: Repository, view: QuarantineView | None, cmd: RefCommand) -> RefResult:
+def _check_command(
+    repo: Repository, pack: StoredPack | None, collected: LinkCollector, cmd: RefCommand,
+    connected: bool,
+) -> RefResult:
+    """Git's per-command checks; ``connected`` says one walk already proved every tip complete."""
     if not is_valid_ref_name(cmd.name) or cmd.name == "HEAD":
         return RefResult.FUNNY_REFNAME
     if cmd.is_delete:
         if repo.head_target == cmd.name and repo.refs.get(cmd.name) is not None:
             return RefResult.DELETE_CURRENT
         return RefResult.OK
+    if not connected and collected.first_missing([cmd.new], repo.objects) is not None:
+        return RefResult.MISSING_OBJECTS
     try:
-        if view is None:
-            if not repo.objects.has(cmd.new):
-                return RefResult.MISSING_OBJECTS
-            type_num = repo.objects.type_of(cmd.new)
-        else:
-            if _missing_object(view, cmd.new) is not None:
-                return RefResult.MISSING_OBJECTS
-            type_num = view.type_of(cmd.new)
-    except (ObjectNotFound, CorruptObject):
+        pos = pack.by_oid.get(cmd.new) if pack is not None else None
+        type_num = pack.types[pos] if pack is not None and pos is not None else repo.objects.type_of(cmd.new)
+    except ObjectNotFound:
         return RefResult.MISSING_OBJECTS
     if cmd.name.startswith("refs/heads/") and type_num != OBJ_COMMIT:
         return RefResult.NOT_A_COMMIT
@@ -94,8 +59,6 @@ def _to_update(cmd: RefCommand) -> RefUpdate:
 
 
 def _ref_error_message(e: RefError) -> str:
-    if isinstance(e, StaleRef | RefDirectoryConflict):
-        return f"error: {e}"
     return f"error: {e}"
 
 
@@ -104,19 +67,21 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
     messages: list[str] = []
     pack: StoredPack | None = None
     unpack_error: str | None = None
+    collected = LinkCollector()
     if req.expects_pack or pack_data:
         try:
-            pack = repo.objects.index_pack(pack_data)
-        except PackFormatError as e:
+            pack = repo.objects.index_pack(pack_data, collected)
+        except (PackFormatError, CorruptObject) as e:
             unpack_error = str(e)
             messages.append(f"error: {e}")
     if unpack_error is not None:
         return PushOutcome(unpack_error, [(c.name, RefResult.UNPACKER_ERROR) for c in req.commands], messages)
 
-    view = QuarantineView(repo.objects, pack) if pack is not None else None
     results: dict[int, RefResult] = {}
+    tips = [c.new for c in req.commands if not c.is_delete]
+    connected = collected.first_missing(tips, repo.objects) is None
     for i, cmd in enumerate(req.commands):
-        results[i] = _check_command(repo, view, cmd)
+        results[i] = _check_command(repo, pack, collected, cmd, connected)
         if results[i] is RefResult.MISSING_OBJECTS:
             messages.append(f"error: missing necessary objects for {cmd.name}")
     atomic = req.has("atomic")
@@ -129,6 +94,7 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
     todo = [i for i, r in results.items() if r is RefResult.OK]
     if pack is not None and todo and len(pack):
         repo.add_pack(pack)
+        repo.graph.adopt(collected)
 
     was_empty = repo.is_empty()
     options = tuple(req.push_options)

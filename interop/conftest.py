@@ -161,11 +161,18 @@ class Server:
 def bare_init(path: Path) -> None:
     """``git init --bare`` with HEAD -> refs/heads/main, without reading any user config."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "GIT_CONFIG_NOSYSTEM": "1",
-           "GIT_CONFIG_GLOBAL": "/dev/null", "LC_ALL": "C"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": "/dev/null",
+        "LC_ALL": "C",
+    }
     subprocess.run(
         ["git", "init", "-q", "--bare", "-b", "main", str(path)],
-        check=True, env=env, capture_output=True, timeout=GIT_TIMEOUT,
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=GIT_TIMEOUT,
     )
 
 
@@ -217,14 +224,25 @@ def _start_govc(workdir: Path) -> Iterator[Server]:
     data.mkdir()
     log_path = workdir / "server.log"
     port = free_port()
-    cmd = [sys.executable, "-m", "govc", "serve", "--data", str(data),
-           "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "govc",
+        "serve",
+        "--data",
+        str(data),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     with log_path.open("wb") as log:
         log.write(("$ " + " ".join(cmd) + "\n").encode())
         log.flush()
-        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(process, f"{base}/healthz", lambda status: status == 200, log_path, "govc")
@@ -234,8 +252,10 @@ def _start_govc(workdir: Path) -> Iterator[Server]:
 
 
 def _lighttpd_conf(root: Path, port: int, workdir: Path) -> str:
-    backend = subprocess.run(["git", "--exec-path"], check=True, capture_output=True,
-                             text=True).stdout.strip() + "/git-http-backend"
+    backend = (
+        subprocess.run(["git", "--exec-path"], check=True, capture_output=True, text=True).stdout.strip()
+        + "/git-http-backend"
+    )
     config = {
         "http.receivepack": "true",
         "uploadpack.allowFilter": "true",
@@ -262,7 +282,7 @@ server.modules = ("mod_alias", "mod_setenv", "mod_cgi")
 server.document-root = "{root}"
 server.bind = "127.0.0.1"
 server.port = {port}
-server.errorlog = "{workdir / 'lighttpd-error.log'}"
+server.errorlog = "{workdir / "lighttpd-error.log"}"
 server.upload-dirs = ("{workdir}")
 server.max-request-size = 0
 alias.url = ("/" => "{backend}/")
@@ -286,8 +306,9 @@ def _start_http_backend(workdir: Path) -> Iterator[Server]:
     conf.write_text(_lighttpd_conf(root, port, workdir))
     log_path = workdir / "server.log"
     with log_path.open("wb") as log:
-        process = subprocess.Popen([lighttpd, "-D", "-f", str(conf)], stdout=log,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [lighttpd, "-D", "-f", str(conf)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     base = f"http://127.0.0.1:{port}"
     try:
         # lighttpd has no health endpoint; any HTTP answer (git-http-backend says 404) means up.
@@ -468,8 +489,9 @@ class Git:
             raise GitError(f"git failed (cwd={cwd})\n{result.describe()}")
         return result
 
-    def fails(self, *args: str | Path, cwd: Path | None = None,
-              env: Mapping[str, str] | None = None) -> GitResult:
+    def fails(
+        self, *args: str | Path, cwd: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> GitResult:
         """Run git expecting a non-zero exit; raise if it succeeded."""
         result = self(*args, cwd=cwd, env=env, check=False)
         if result.returncode == 0:
@@ -484,9 +506,8 @@ class Git:
 
     def refs(self, repo: Path, *patterns: str) -> dict[str, str]:
         """``{refname: oid}`` of ``repo`` (``for-each-ref``), optionally limited to patterns."""
-        out = self("for-each-ref", "--format=%(refname) %(objectname)", *patterns,
-                   cwd=repo).stdout
-        return dict(line.split(" ", 1) for line in out.splitlines())  # type: ignore[misc]
+        out = self("for-each-ref", "--format=%(refname) %(objectname)", *patterns, cwd=repo).stdout
+        return {name: oid for name, oid in (line.split(" ", 1) for line in out.splitlines())}
 
     def show_ref_d(self, repo: Path) -> dict[str, str]:
         """``{refname: oid}`` from ``git show-ref -d``: every ref plus peeled ``^{}`` entries."""
@@ -506,7 +527,7 @@ class Git:
         out = self("ls-remote", "--symref", url, "HEAD").stdout
         for line in out.splitlines():
             if line.startswith("ref: ") and line.endswith("\tHEAD"):
-                return line[len("ref: "):-len("\tHEAD")]
+                return line[len("ref: ") : -len("\tHEAD")]
         return None
 
     def all_objects(self, repo: Path) -> list[str]:
@@ -520,13 +541,16 @@ class Git:
 
     def fsck(self, repo: Path) -> None:
         """Assert ``git fsck --strict --full`` finds nothing at all (not even warnings)."""
-        result = self("fsck", "--strict", "--full", "--no-progress", "--no-dangling",
-                      cwd=repo, check=False)
+        result = self("fsck", "--strict", "--full", "--no-progress", "--no-dangling", cwd=repo, check=False)
         if result.returncode != 0 or result.stdout.strip() or result.stderr.strip():
             raise GitError(f"fsck is not clean in {repo}\n{result.describe()}")
 
     def commit_file(
-        self, repo: Path, path: str, content: str | bytes, message: str,
+        self,
+        repo: Path,
+        path: str,
+        content: str | bytes,
+        message: str,
         date: int | None = None,
     ) -> str:
         """Write ``path`` in the work tree of ``repo``, commit it, and return the commit id."""
@@ -540,8 +564,9 @@ class Git:
         self("commit", "-q", "-m", message, cwd=repo, env=dates(date) if date else None)
         return self.rev_parse(repo, "HEAD")
 
-    def fast_commits(self, repo: Path, n: int, branch: str = "main", tag: str = "local",
-                     start: int = 1_750_000_000) -> list[str]:
+    def fast_commits(
+        self, repo: Path, n: int, branch: str = "main", tag: str = "local", start: int = 1_750_000_000
+    ) -> list[str]:
         """Append ``n`` small commits to ``branch`` with one ``git fast-import`` run.
 
         Returns the new commit ids, oldest first. Much faster than ``n`` ``git commit`` runs,
@@ -654,12 +679,15 @@ def build_history(git: Git, work: Path) -> Path:
     def tag(*args: str) -> None:
         git("tag", *args, cwd=work, env=dates(next(clock)))
 
-    commit("c1: initial commit", {
-        "README.md": "# sample\n\nA repository for govc's interop tests.\n",
-        "src/hello.txt": "Hello, world!\n",
-        "src/colors.txt": "red\ngreen\nblue\n",
-        "tools/run.sh": "#!/bin/sh\necho run\n",
-    })
+    commit(
+        "c1: initial commit",
+        {
+            "README.md": "# sample\n\nA repository for govc's interop tests.\n",
+            "src/hello.txt": "Hello, world!\n",
+            "src/colors.txt": "red\ngreen\nblue\n",
+            "tools/run.sh": "#!/bin/sh\necho run\n",
+        },
+    )
     (work / "tools/run.sh").chmod(0o755)
     git("add", "tools/run.sh", cwd=work)
     commit("c1b: make tools/run.sh executable", {})
@@ -668,16 +696,27 @@ def build_history(git: Git, work: Path) -> Path:
     git("checkout", "-q", "-b", "feature", cwd=work)
     commit("c3: add the feature", {"src/feature.txt": "feature flag: on\n"})
     git("checkout", "-q", "main", cwd=work)
-    commit("c4: greet politely, edit big", {
-        "src/hello.txt": "Hello, world! How are you?\n",
-        "data/big.txt": big_text(1),
-    })
+    commit(
+        "c4: greet politely, edit big",
+        {
+            "src/hello.txt": "Hello, world! How are you?\n",
+            "data/big.txt": big_text(1),
+        },
+    )
     git("checkout", "-q", "-b", "release/1.x", cwd=work)
     commit("c8: release colors", {"src/colors.txt": "red\ngreen\nblue\ncyan\n"})
     tag("-a", "v0.9", "-m", "Version 0.9")
     git("checkout", "-q", "main", cwd=work)
-    git("merge", "-q", "--no-ff", "-m", "M5: merge branch 'feature'", "feature", cwd=work,
-        env=dates(next(clock)))
+    git(
+        "merge",
+        "-q",
+        "--no-ff",
+        "-m",
+        "M5: merge branch 'feature'",
+        "feature",
+        cwd=work,
+        env=dates(next(clock)),
+    )
     tag("-a", "v1.0", "-m", "Version 1.0")
     tag("-a", "v1.0-nested", "-m", "A tag of the tag v1.0", "v1.0")
     tag("-a", "blob-tag", "-m", "A tag of a blob", git.rev_parse(work, "HEAD:README.md"))

@@ -77,8 +77,11 @@ def test_ls_remote_lists_every_ref_and_peels_tags(git: Git, served: Served) -> N
         (["--heads"], [], {"refs/heads/main", "refs/heads/feature", "refs/heads/release/1.x"}),
         # A pattern matches the tail of a name; "refs/tags/v1.0^{}" does not end in "/v1.0".
         (["--tags"], ["v1.0"], {"refs/tags/v1.0"}),
-        (["--tags"], ["v1.0*"], {"refs/tags/v1.0", "refs/tags/v1.0^{}",
-                                 "refs/tags/v1.0-nested", "refs/tags/v1.0-nested^{}"}),
+        (
+            ["--tags"],
+            ["v1.0*"],
+            {"refs/tags/v1.0", "refs/tags/v1.0^{}", "refs/tags/v1.0-nested", "refs/tags/v1.0-nested^{}"},
+        ),
         (["--heads"], ["feature"], {"refs/heads/feature"}),
         ([], ["refs/heads/release/*"], {"refs/heads/release/1.x"}),
         ([], ["no-such-ref"], set()),
@@ -86,7 +89,10 @@ def test_ls_remote_lists_every_ref_and_peels_tags(git: Git, served: Served) -> N
     ids=["heads", "tag-name", "tag-glob", "head-name", "glob", "no-match"],
 )
 def test_ls_remote_with_patterns(
-    git: Git, served: Served, options: list[str], patterns: list[str],
+    git: Git,
+    served: Served,
+    options: list[str],
+    patterns: list[str],
     expected_names: set[str],
 ) -> None:
     """``ls-remote`` limited by ``--heads``/``--tags`` and ref patterns lists just those refs.
@@ -194,8 +200,7 @@ def test_fetch_with_many_haves_negotiates_in_rounds(
     git("push", "-q", "origin", "main", cwd=b)
 
     trace = tmp_path / "trace.txt"
-    git("fetch", "origin", cwd=a,
-        env={"GIT_TRACE_CURL": str(trace), "GIT_TRACE_CURL_NO_DATA": "1"})
+    git("fetch", "origin", cwd=a, env={"GIT_TRACE_CURL": str(trace), "GIT_TRACE_CURL_NO_DATA": "1"})
     text = trace.read_text("utf-8", "replace")
     posts = _upload_pack_posts(text)
     # v2: one ls-refs plus at least two fetch rounds; v0: at least two fetch rounds.
@@ -220,16 +225,16 @@ def test_shallow_clone_then_unshallow(git: Git, served: Served, tmp_path: Path) 
 
     git("fetch", "-q", "--unshallow", "--tags", "origin", cwd=work)
     assert not (work / ".git" / "shallow").exists()
-    assert git("rev-list", "--count", "HEAD", cwd=work).stdout.strip() == git(
-        "rev-list", "--count", "HEAD", cwd=served.source).stdout.strip()
+    assert (
+        git("rev-list", "--count", "HEAD", cwd=work).stdout.strip()
+        == git("rev-list", "--count", "HEAD", cwd=served.source).stdout.strip()
+    )
     git.fsck(work)
     assert git.all_objects(work) == git.all_objects(served.source)
 
 
-@pytest.mark.parametrize("proto", [2], indirect=True)
-def test_partial_clone_without_blobs_fetches_them_lazily(
-    git: Git, served: Served, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("proto", [pytest.param(2, id="v2")], indirect=True)
+def test_partial_clone_without_blobs_fetches_them_lazily(git: Git, served: Served, tmp_path: Path) -> None:
     """``clone --filter=blob:none`` omits blobs, and git fetches them later when needed.
 
     A server that ignores the filter would send every blob (git then warns "filtering not
@@ -239,8 +244,8 @@ def test_partial_clone_without_blobs_fetches_them_lazily(
     result = git("clone", "--no-checkout", "--filter=blob:none", served.url, work)
     assert "filtering not recognized" not in result.stderr, result.describe()
     missing = [
-        line for line in git("rev-list", "--all", "--objects", "--missing=print",
-                             cwd=work).stdout.splitlines()
+        line
+        for line in git("rev-list", "--all", "--objects", "--missing=print", cwd=work).stdout.splitlines()
         if line.startswith("?")
     ]
     assert missing, "the partial clone holds every blob: the filter was ignored"
@@ -260,6 +265,5 @@ def test_clone_pack_contains_deltas(git: Git, served: Served, tmp_path: Path) ->
     idx = list((work / "objects" / "pack").glob("*.idx"))
     assert len(idx) == 1
     listing = git("verify-pack", "-v", idx[0], cwd=work).stdout
-    deltas = [ln for ln in listing.splitlines() if re.match(r"[0-9a-f]{40} \w+ .* [0-9a-f]{40}$",
-                                                            ln)]
+    deltas = [ln for ln in listing.splitlines() if re.match(r"[0-9a-f]{40} \w+ .* [0-9a-f]{40}$", ln)]
     assert deltas, listing

@@ -26,9 +26,7 @@ LOST_RACE = re.compile(
 )
 
 
-def test_concurrent_clones_are_identical_and_clean(
-    git: Git, served: Served, tmp_path: Path
-) -> None:
+def test_concurrent_clones_are_identical_and_clean(git: Git, served: Served, tmp_path: Path) -> None:
     """Eight clones started together all succeed and each is a complete, identical copy."""
     barrier = threading.Barrier(CLIENTS, timeout=BARRIER_TIMEOUT)
 
@@ -61,8 +59,7 @@ def test_racing_pushes_to_one_branch_have_exactly_one_winner(
     with ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(lambda dest: git("clone", "-q", served.url, dest), workers))
     base = git.rev_parse(served.source, "main")
-    tips = [git.commit_file(w, f"racer-{i}.txt", f"racer {i}\n", f"racer {i}")
-            for i, w in enumerate(workers)]
+    tips = [git.commit_file(w, f"racer-{i}.txt", f"racer {i}\n", f"racer {i}") for i, w in enumerate(workers)]
     assert len(set(tips)) == CLIENTS
 
     barrier = threading.Barrier(CLIENTS, timeout=BARRIER_TIMEOUT)
@@ -84,8 +81,7 @@ def test_racing_pushes_to_one_branch_have_exactly_one_winner(
         assert LOST_RACE.search(result.stderr), result.describe()
 
     winner_tip = tips[winners[0]]
-    assert git.ls_remote(served.url, patterns=["refs/heads/main"]) == {
-        "refs/heads/main": winner_tip}
+    assert git.ls_remote(served.url, patterns=["refs/heads/main"]) == {"refs/heads/main": winner_tip}
     after = tmp_path / "after"
     git("clone", "-q", served.url, after)
     assert git.rev_parse(after, "HEAD") == winner_tip

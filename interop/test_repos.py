@@ -46,7 +46,7 @@ def test_push_created_repository_without_main_points_head_at_pushed_branch(
     assert git.ls_remote(url)["HEAD"] == git.rev_parse(history, "feature")
 
 
-@pytest.mark.parametrize("proto", [2], indirect=True)
+@pytest.mark.parametrize("proto", [pytest.param(2, id="v2")], indirect=True)
 def test_api_creates_empty_repository_once(git: Git, server: Server, tmp_path: Path) -> None:
     """``POST /api/v1/repos`` answers 201 for a new name and 409 for one that exists.
 
@@ -67,9 +67,7 @@ def test_api_creates_empty_repository_once(git: Git, server: Server, tmp_path: P
     assert git("symbolic-ref", "HEAD", cwd=work).stdout.strip() == "refs/heads/main"
 
 
-def test_clone_of_a_missing_repository_fails_with_not_found(
-    git: Git, server: Server, tmp_path: Path
-) -> None:
+def test_clone_of_a_missing_repository_fails_with_not_found(git: Git, server: Server, tmp_path: Path) -> None:
     """Cloning or listing a repository that does not exist fails, and git says "not found".
 
     git prints "repository '...' not found" only when the server answers 404, so this pins
@@ -85,22 +83,29 @@ def test_clone_of_a_missing_repository_fails_with_not_found(
 
 
 def test_repository_name_with_a_slash(
-    git: Git, history: Path, new_repo: Callable[..., str], tmp_path: Path
+    git: Git,
+    history: Path,
+    new_repo: Callable[..., str],
+    server: Server,
+    tmp_path: Path,
+    proto: int,
 ) -> None:
-    """``team/app.git`` works end to end, and is not confused with ``app.git`` or ``team.git``."""
-    url = new_repo("team/app")
-    assert url.endswith("/team/app.git")
-    sibling = new_repo("app")
+    """``team/app.git`` works end to end and is kept apart from ``team.git`` beside it."""
+    team = f"team-v{proto}"
+    url = new_repo(f"{team}/app")
+    assert url == f"{server.base_url}/{team}/app.git"
+    sibling = new_repo(team)
     git("push", "-q", url, *ALL_REFSPECS, cwd=history)
     git("push", "-q", sibling, "feature:main", cwd=history)
 
     work = tmp_path / "work"
     git("clone", "-q", url, work)
     assert git.rev_parse(work, "HEAD") == git.rev_parse(history, "main")
+    assert git.refs(work, "refs/tags/") == git.refs(history, "refs/tags/")
     git.fsck(work)
     assert git.ls_remote(sibling) == {
         "HEAD": git.rev_parse(history, "feature"),
         "refs/heads/main": git.rev_parse(history, "feature"),
     }
-    missing = git.fails("ls-remote", url.replace("/team/app.git", "/team.git"))
+    missing = git.fails("ls-remote", server.url(f"{team}/other"))
     assert "not found" in missing.stderr.lower(), missing.describe()

@@ -88,31 +88,22 @@ def generate_pack(
     offset = 0  # offset of buf[0] in the pack
     written: dict[bytes, int] = {}
     sending = set(oids)
-    in_progress: set[bytes] = set()
 
-    def write_one(oid: bytes) -> None:
+    def write_one(oid: bytes, rec: StoredRecord) -> None:
         nonlocal buf
-        rec = source.packed_record(oid)
         at = offset + len(buf)
         base = rec.base
         if base is None:
             buf += _header(rec.type_num, rec.size)
             buf += rec.compressed
             stats.reused += 1
-        elif base in written:
-            if ofs_delta:
+        elif base in written or (base in client_has and base not in sending):
+            if base in written and ofs_delta:
                 buf += _header(OFS_DELTA, rec.size)
                 buf += _ofs(at - written[base])
             else:
                 buf += _header(REF_DELTA, rec.size)
                 buf += bytes.fromhex(base.decode())
-            buf += rec.compressed
-            stats.reused += 1
-            stats.reused_deltas += 1
-            stats.deltas += 1
-        elif base in client_has and base not in sending:
-            buf += _header(REF_DELTA, rec.size)
-            buf += bytes.fromhex(base.decode())
             buf += rec.compressed
             stats.reused += 1
             stats.reused_deltas += 1
@@ -128,25 +119,27 @@ def generate_pack(
         if oid in written:
             continue
         # Bases in this pack go first so that their dependants can be offset deltas.
-        chain = [oid]
+        chain = [(oid, source.packed_record(oid))]
         while True:
-            base = source.packed_record(chain[-1]).base
-            if base is None or base in written or base not in sending or base in in_progress:
+            base = chain[-1][1].base
+            if base is None or base in written or base not in sending:
                 break
-            if base in chain:
-                break
-            in_progress.add(base)
-            chain.append(base)
-        for item in reversed(chain):
+            if any(base == item for item, _ in chain):
+                break  # a cycle across packs: the last one is sent whole
+            chain.append((base, source.packed_record(base)))
+        for item, rec in reversed(chain):
             if item not in written:
-                write_one(item)
-            in_progress.discard(item)
-        while len(buf) >= chunk_size:
-            piece = bytes(buf[:chunk_size])
-            del buf[:chunk_size]
-            sha.update(piece)
-            offset += len(piece)
-            yield piece
+                write_one(item, rec)
+        if len(buf) >= chunk_size:
+            view = memoryview(buf)
+            cut = len(buf) - len(buf) % chunk_size
+            for start in range(0, cut, chunk_size):
+                piece = bytes(view[start : start + chunk_size])
+                sha.update(piece)
+                yield piece
+            view.release()
+            del buf[:cut]
+            offset += cut
     sha.update(buf)
     buf += sha.digest()
     stats.size = offset + len(buf)

@@ -74,6 +74,67 @@ def parse_tag_target(raw: bytes) -> tuple[bytes, int]:
     return target, type_num
 
 
+def tree_children(raw: bytes) -> tuple[tuple[bytes, bool], ...]:
+    """A tree's entries as (oid, is_tree), without submodule links (gitlinks)."""
+    try:
+        parsed = parse_tree(raw, 20)
+    except Exception as e:
+        raise CorruptObject(f"malformed tree: {e}") from None
+    return tuple(
+        (sha, (mode & 0o170000) == TREE_MODE)
+        for _name, mode, sha in parsed
+        if (mode & 0o170000) != GITLINK_MODE
+    )
+
+
+class LinkCollector:
+    """Collects, while a pack is indexed, what each received object points at.
+
+    Connectivity is then checked without inflating anything twice, and the parsed commits and
+    trees can prime an :class:`ObjectGraph` once the pack is accepted.
+    """
+
+    def __init__(self) -> None:
+        self.links: dict[bytes, tuple[bytes, ...]] = {}
+        self.commits: dict[bytes, CommitInfo] = {}
+        self.trees: dict[bytes, tuple[tuple[bytes, bool], ...]] = {}
+
+    def __call__(self, oid: bytes, type_num: int, content: bytes) -> None:
+        if type_num == OBJ_COMMIT:
+            info = parse_commit(content)
+            self.commits[oid] = info
+            self.links[oid] = (info.tree, *info.parents)
+        elif type_num == OBJ_TREE:
+            entries = tree_children(content)
+            self.trees[oid] = entries
+            self.links[oid] = tuple(sha for sha, _ in entries)
+        elif type_num == OBJ_TAG:
+            self.links[oid] = (parse_tag_target(content)[0],)
+        else:
+            self.links[oid] = ()
+
+    def first_missing(self, tips: Iterable[bytes], stored: ObjectReader) -> bytes | None:
+        """The first object reachable from ``tips`` that is neither received nor stored.
+
+        Stored objects are complete by induction (every earlier write was checked), so the walk
+        never enters them.
+        """
+        seen: set[bytes] = set()
+        stack = list(tips)
+        while stack:
+            oid = stack.pop()
+            if oid in seen:
+                continue
+            seen.add(oid)
+            if stored.has(oid):
+                continue
+            links = self.links.get(oid)
+            if links is None:
+                return oid
+            stack.extend(links)
+        return None
+
+
 class ObjectGraph:
     """Reachability over one object reader, with parse caches shared by all requests."""
 
@@ -82,10 +143,6 @@ class ObjectGraph:
         self._commits: dict[bytes, CommitInfo] = {}
         self._trees: dict[bytes, tuple[tuple[bytes, bool], ...]] = {}
         self._lock = threading.Lock()
-
-    def for_view(self, view: ObjectReader) -> ObjectGraph:
-        """A graph over another reader (a quarantine) that shares nothing it could poison."""
-        return ObjectGraph(view)
 
     def commit(self, oid: bytes) -> CommitInfo:
         info = self._commits.get(oid)
@@ -104,17 +161,13 @@ class ObjectGraph:
             type_num, raw = self.objects.get(oid)
             if type_num != OBJ_TREE:
                 raise CorruptObject(f"{oid.decode()} is not a tree")
-            try:
-                parsed = parse_tree(raw, 20)
-            except Exception as e:
-                raise CorruptObject(f"malformed tree {oid.decode()}: {e}") from None
-            entries = tuple(
-                (sha, (mode & 0o170000) == TREE_MODE)
-                for _name, mode, sha in parsed
-                if (mode & 0o170000) != GITLINK_MODE
-            )
-            self._trees[oid] = entries
+            entries = self._trees[oid] = tree_children(raw)
         return entries
+
+    def adopt(self, collected: LinkCollector) -> None:
+        """Keep what a push already parsed, so the next fetch does not parse it again."""
+        self._commits.update(collected.commits)
+        self._trees.update(collected.trees)
 
     def peel(self, oid: bytes) -> tuple[bytes, int]:
         """Follow tags down to the first non-tag object."""

@@ -12,6 +12,7 @@ from storage.errors import ObjectNotFound
 from storage.packs import (
     COMPRESSION_LEVEL,
     DeltaBaseCache,
+    ObjectVisitor,
     StoredPack,
     index_pack,
     inflate_exact,
@@ -110,9 +111,9 @@ class MemoryObjectStore:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def index_pack(self, data: bytes) -> StoredPack:
+    def index_pack(self, data: bytes, on_object: ObjectVisitor | None = None) -> StoredPack:
         """Index (and complete, if thin) a pack against this store without adding it."""
-        return index_pack(data, self.get)
+        return index_pack(data, self.get, on_object)
 
     def add_pack(self, pack: StoredPack) -> None:
         with self._lock:

@@ -36,6 +36,9 @@ TYPE_NUMS = {v: k for k, v in TYPE_NAMES.items()}
 COMPRESSION_LEVEL = 1
 
 ExternalResolver = Callable[[bytes], tuple[int, bytes]]
+#: Called once per object of a pack being indexed, with its id, type and full content; the one
+#: moment every received object is inflated anyway, so checks hang off it instead of re-reading.
+ObjectVisitor = Callable[[bytes, int, bytes], None]
 
 
 class PackFormatError(StorageError):
@@ -215,7 +218,11 @@ def _check_envelope(data: bytes) -> int:
     return count
 
 
-def index_pack(data: bytes, resolve_external: ExternalResolver | None = None) -> StoredPack:
+def index_pack(
+    data: bytes,
+    resolve_external: ExternalResolver | None = None,
+    on_object: ObjectVisitor | None = None,
+) -> StoredPack:
     """Index a received pack, resolving every delta, and complete it if it is thin.
 
     Objects are inflated once while scanning; bases are inflated again only when they have delta
@@ -223,14 +230,15 @@ def index_pack(data: bytes, resolve_external: ExternalResolver | None = None) ->
     ``git index-pack --fix-thin`` does: the missing bases are appended as whole objects and the
     header and checksum rewritten, so every stored pack stands alone.
     """
-    return _PackIndexer(data).run(resolve_external)
+    return _PackIndexer(data, on_object).run(resolve_external)
 
 
 class _PackIndexer:
     """The state of indexing one pack: a scan, then a depth-first walk of each delta tree."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, on_object: ObjectVisitor | None = None) -> None:
         self.data = data
+        self.on_object = on_object
         self.count = _check_envelope(data)
         self.offsets = array("Q")
         self.oids: list[bytes | None] = []
@@ -257,7 +265,10 @@ class _PackIndexer:
                 assert isinstance(h.base, bytes)
                 self.ref_children.setdefault(h.base, []).append(i)
             if h.base is None:
-                self.oids.append(object_id(h.pack_type, content))
+                oid = object_id(h.pack_type, content)
+                if self.on_object is not None:
+                    self.on_object(oid, h.pack_type, content)
+                self.oids.append(oid)
                 self.types.append(h.pack_type)
                 self.whole.append(i)
             else:
@@ -284,6 +295,8 @@ class _PackIndexer:
                     raise PackFormatError(f"cannot apply delta: {e}") from None
                 out = result if isinstance(result, bytes) else b"".join(result)
                 child_oid = object_id(type_num, out)
+                if self.on_object is not None:
+                    self.on_object(child_oid, type_num, out)
                 self.oids[child] = child_oid
                 self.types[child] = type_num
                 stack.append((child_oid, child, out))
