@@ -31,6 +31,7 @@ NO_CACHE = {
     "Pragma": "no-cache",
     "Cache-Control": "no-cache, max-age=0, must-revalidate",
 }
+RECEIVE_RESULT_HEADERS = {**NO_CACHE, "Content-Type": "application/x-git-receive-pack-result"}
 SERVICES = ("git-upload-pack", "git-receive-pack")
 #: Upload-pack requests are lists of ids; anything larger than this is not a fetch.
 MAX_UPLOAD_REQUEST = 64 << 20
@@ -197,7 +198,7 @@ async def receive_pack(request: web.Request) -> web.StreamResponse:
     if not req.commands:
         if created:
             registry.discard_if_empty(name, repo)
-        return web.Response(body=b"", headers={**NO_CACHE, "Content-Type": "application/x-git-receive-pack-result"})
+        return web.Response(body=b"", headers=RECEIVE_RESULT_HEADERS)
     who = request.remote or "anonymous"
     loop = asyncio.get_running_loop()
     try:
@@ -208,7 +209,7 @@ async def receive_pack(request: web.Request) -> web.StreamResponse:
         if created:
             registry.discard_if_empty(name, repo)
     body = b"".join(encode_outcome(req, outcome))
-    return web.Response(body=body, headers={**NO_CACHE, "Content-Type": "application/x-git-receive-pack-result"})
+    return web.Response(body=body, headers=RECEIVE_RESULT_HEADERS)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -222,7 +223,9 @@ async def create_repo(request: web.Request) -> web.Response:
         if not isinstance(name, str):
             raise TypeError
     except (json.JSONDecodeError, KeyError, TypeError):
-        return web.json_response({"error": "bad_request", "message": 'expected {"name": "<name>"}'}, status=400)
+        return web.json_response(
+            {"error": "bad_request", "message": 'expected {"name": "<name>"}'}, status=400
+        )
     try:
         repo = request.app[REGISTRY].create(name)
     except RepositoryNameError as e:

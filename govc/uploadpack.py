@@ -40,6 +40,7 @@ from protocol.upload import (
     v2_acknowledgments,
 )
 from storage.errors import CorruptObject
+from storage.graph import parse_tag_target
 from storage.packs import OBJ_COMMIT, OBJ_TAG
 
 V2_COMMANDS = ("ls-refs", "fetch")
@@ -131,8 +132,6 @@ def _with_auto_followed_tags(repo: Repository, objects: list[bytes], client_has:
             chain = [oid]
             target = oid
             while repo.objects.type_of(target) == OBJ_TAG:
-                from storage.graph import parse_tag_target
-
                 target, _ = parse_tag_target(repo.objects.get(target)[1])
                 chain.append(target)
         except (KeyError, CorruptObject):
@@ -144,7 +143,9 @@ def _with_auto_followed_tags(repo: Repository, objects: list[bytes], client_has:
                     objects.append(t)
 
 
-def _pack_stream(repo: Repository, req: FetchRequest, common: list[bytes], band_limit: int | None) -> Iterator[bytes]:
+def _pack_stream(
+    repo: Repository, req: FetchRequest, common: list[bytes], band_limit: int | None
+) -> Iterator[bytes]:
     """The pack, framed in side-band packets (or raw when ``band_limit`` is None)."""
     progress = band_limit is not None and not req.has("no-progress")
     objects, client_has = repo.graph.objects_to_send(req.wants, common)
