@@ -138,6 +138,9 @@ def server_info(servers: list[Server]) -> dict[str, dict[str, Any]]:
             "setup_error": s.error,
             "seed_seconds": s.seed_seconds,
             "peak_rss_kib": s.peak_rss_kib(),
+            "rss_note": s.rss_note,
+            "protocol": s.protocol(),
+            "create_repo": getattr(s, "api_create", None),
         }
         for s in servers
     }
@@ -231,11 +234,14 @@ def server_notes(servers: dict[str, dict[str, Any]]) -> list[str]:
     """One line per server: corpus load time and peak RSS where known."""
     lines = ["", "Servers:"]
     for name, info in servers.items():
-        parts = [f"- {name}: {info['url']}"]
+        parts = [f"- {name}: {info['url']}, protocol {info['protocol']} when v2 is requested"]
         if info["seed_seconds"] is not None:
-            parts.append(f"seeded in {info['seed_seconds']:.1f} s")
+            parts.append(f"corpus loaded by 2 pushes in {info['seed_seconds']:.1f} s")
+        if info["create_repo"]:
+            parts.append(f"POST /api/v1/repos answered {info['create_repo']}")
         if info["peak_rss_kib"]:
-            parts.append(f"peak RSS {info['peak_rss_kib'] / 1024:.0f} MiB")
+            note = f" ({info['rss_note']})" if info["rss_note"] else ""
+            parts.append(f"peak RSS {info['peak_rss_kib'] / 1024:.0f} MiB{note}")
         if info["setup_error"]:
             parts.append("SETUP FAILED (see Failures)")
         lines.append(", ".join(parts))

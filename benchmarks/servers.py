@@ -65,6 +65,8 @@ class Server(ABC):
     """A server process we own: start, seed, address repositories, stop."""
 
     name = "server"
+    seeds_by_push = False  # whether seed() pushes the corpus (worth reporting how long it took)
+    rss_note = ""  # what the peak RSS figure covers, when not the whole server
 
     def __init__(self, workdir: Path, corpus: Path, timeout: float) -> None:
         """Keep all server state (repositories, config, logs) under ``workdir/<name>``."""
@@ -128,7 +130,8 @@ class Server(ABC):
             self.wait_ready()
             started = time.perf_counter()
             self.seed()
-            self.seed_seconds = time.perf_counter() - started
+            if self.seeds_by_push:
+                self.seed_seconds = time.perf_counter() - started
         except (ServerError, CommandError, OSError) as exc:
             self.error = f"server setup failed: {exc}\n--- server log ---\n{self.log_tail()}"
 
@@ -169,6 +172,20 @@ class Server(ABC):
             return None
         return None
 
+    def protocol(self) -> str:
+        """Which protocol version the server actually speaks when a client asks for v2."""
+        if self.error is not None:
+            return "unknown"
+        try:
+            trace = run(
+                ["git", "-c", "protocol.version=2", "ls-remote", "--heads", self.url("corpus")],
+                env=clean_env({"GIT_TRACE_PACKET": "1"}),
+                timeout=30,
+            ).stderr
+        except CommandError:
+            return "unknown"
+        return "v2" if "git< version 2" in trace else "v0"
+
     def stop(self) -> None:
         """Kill the server and its children (lighttpd's CGI processes, for instance)."""
         if self.proc is not None:
@@ -201,6 +218,7 @@ class HttpBackendServer(DirectoryServer):
     """``git http-backend`` as CGI under lighttpd, configured as Git's documentation shows."""
 
     name = "http-backend"
+    rss_note = "lighttpd only; git runs as a new process per request"
 
     def url(self, repo: str) -> str:
         """Repositories live below the ``/git`` alias."""
@@ -272,6 +290,7 @@ class GovcServer(Server):
     """``python -m govc serve``: empty data directory, corpus loaded by ``git push``."""
 
     name = "govc"
+    seeds_by_push = True
 
     def __init__(self, workdir: Path, corpus: Path, timeout: float, python: str) -> None:
         """``python`` is the interpreter of the venv govc is installed in."""

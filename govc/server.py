@@ -174,6 +174,14 @@ async def receive_pack(request: web.Request) -> web.StreamResponse:
         if not request.app[CONFIG].auto_create:
             return _text(404, f"repository '{name}' not found")
         repo, created = registry.get_or_create(name)
+    try:
+        return await _receive(request, repo)
+    finally:
+        if created:  # an implicit creation only sticks if the push moved a ref
+            registry.discard_if_empty(name, repo)
+
+
+async def _receive(request: web.Request, repo: Repository) -> web.Response:
     parser = PushRequestParser()
     inflate = _Inflater(request.headers.get("Content-Encoding", ""))
     pack_parts: list[bytes] = []
@@ -191,23 +199,17 @@ async def receive_pack(request: web.Request) -> web.StreamResponse:
                 if parser.done:
                     pack_parts.append(parser.take_pack_data())
     except ProtocolError as e:
-        if created:
-            registry.discard_if_empty(name, repo)
         return _text(400, f"bad receive-pack request: {e}")
     req = parser.request
     if not req.commands:
-        if created:
-            registry.discard_if_empty(name, repo)
         return web.Response(body=b"", headers=RECEIVE_RESULT_HEADERS)
+    if not parser.done:
+        return _text(400, "bad receive-pack request: the command list was cut short")
     who = request.remote or "anonymous"
     loop = asyncio.get_running_loop()
-    try:
-        outcome = await loop.run_in_executor(
-            request.app[EXECUTOR], receive, repo, req, b"".join(pack_parts), who
-        )
-    finally:
-        if created:
-            registry.discard_if_empty(name, repo)
+    outcome = await loop.run_in_executor(
+        request.app[EXECUTOR], receive, repo, req, b"".join(pack_parts), who
+    )
     body = b"".join(encode_outcome(req, outcome))
     return web.Response(body=body, headers=RECEIVE_RESULT_HEADERS)
 

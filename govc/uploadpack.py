@@ -6,6 +6,7 @@ streams the chunks it yields.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 from govc.repository import Repository
@@ -15,6 +16,7 @@ from protocol.packwriter import PackStats, generate_pack
 from protocol.pktline import FLUSH_PKT
 from protocol.sideband import (
     BAND_DATA,
+    BAND_ERROR,
     BAND_PROGRESS,
     MAX_SIDEBAND_DATA,
     MAX_SIDEBAND_SMALL,
@@ -39,11 +41,12 @@ from protocol.upload import (
     v0_acks,
     v2_acknowledgments,
 )
-from storage.errors import CorruptObject
+from storage.errors import CorruptObject, StorageError
 from storage.graph import parse_tag_target
 from storage.packs import OBJ_COMMIT, OBJ_TAG
 
 V2_COMMANDS = ("ls-refs", "fetch")
+log = logging.getLogger("govc.upload")
 
 
 def peeled_tags(repo: Repository) -> dict[str, bytes]:
@@ -176,6 +179,18 @@ def _pack_stream(
         yield _frame(pending, band_limit)
 
 
+def _guarded(chunks: Iterator[bytes], band_limit: int | None) -> Iterator[bytes]:
+    """Turn a storage failure half-way through a pack into Git's fatal band-3 message, so the
+    client stops with a readable error instead of a truncated pack."""
+    try:
+        yield from chunks
+    except StorageError as e:
+        log.error("upload-pack failed while sending a pack: %s", e)
+        if band_limit is None:
+            raise
+        yield sideband(BAND_ERROR, f"upload-pack: {e}\n".encode(), band_limit)
+
+
 def _frame(data: bytes, band_limit: int | None) -> bytes:
     if band_limit is None:
         return data
@@ -203,7 +218,7 @@ def upload_pack_v0(repo: Repository, body: bytes) -> Iterator[bytes]:
         limit = MAX_SIDEBAND_SMALL
     else:
         limit = None
-    yield from _pack_stream(repo, req, neg.common, limit)
+    yield from _guarded(_pack_stream(repo, req, neg.common, limit), limit)
     if limit is not None:
         yield FLUSH_PKT
 
@@ -251,5 +266,5 @@ def fetch_v2(repo: Repository, cmd: V2Command) -> Iterator[bytes]:
     if not send_pack:
         return
     yield packfile_header()
-    yield from _pack_stream(repo, req, neg.common, MAX_SIDEBAND_DATA)
+    yield from _guarded(_pack_stream(repo, req, neg.common, MAX_SIDEBAND_DATA), MAX_SIDEBAND_DATA)
     yield FLUSH_PKT
