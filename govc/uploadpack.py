@@ -117,10 +117,12 @@ def _negotiate(repo: Repository, req: FetchRequest) -> Negotiation:
     )
 
 
-def _check_wants(repo: Repository, req: FetchRequest) -> None:
+def _refuse_wants(repo: Repository, req: FetchRequest) -> bytes | None:
+    """The ``ERR`` line for the first want the repository does not hold, as git words it."""
     for oid in req.wants:
         if not repo.objects.has(oid):
-            raise NotOurRef(f"upload-pack: not our ref {oid.decode()}")
+            return error_line(str(NotOurRef(f"upload-pack: not our ref {oid.decode()}")))
+    return None
 
 
 def _with_auto_followed_tags(repo: Repository, objects: list[bytes], client_has: set[bytes]) -> None:
@@ -202,10 +204,9 @@ def upload_pack_v0(repo: Repository, body: bytes) -> Iterator[bytes]:
     req = parse_v0_request(body)
     if not req.wants:
         return
-    try:
-        _check_wants(repo, req)
-    except NotOurRef as e:
-        yield error_line(str(e))
+    refusal = _refuse_wants(repo, req)
+    if refusal is not None:
+        yield refusal
         return
     neg = _negotiate(repo, req)
     acks, send_pack = v0_acks(req, neg)
@@ -254,10 +255,9 @@ def ls_refs(repo: Repository, cmd: V2Command) -> bytes:
 
 def fetch_v2(repo: Repository, cmd: V2Command) -> Iterator[bytes]:
     req = parse_v2_fetch(cmd)
-    try:
-        _check_wants(repo, req)
-    except NotOurRef as e:
-        yield error_line(str(e))
+    refusal = _refuse_wants(repo, req)
+    if refusal is not None:
+        yield refusal
         return
     neg = _negotiate(repo, req)
     acks, send_pack = v2_acknowledgments(req, neg)

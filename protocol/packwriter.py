@@ -17,10 +17,7 @@ from typing import Protocol
 from zlib_ng import zlib_ng
 
 from protocol.sideband import MAX_SIDEBAND_DATA
-
-OFS_DELTA = 6
-REF_DELTA = 7
-COMPRESSION_LEVEL = 1
+from storage.packs import COMPRESSION_LEVEL, OFS_DELTA, REF_DELTA, encode_object_header, encode_ofs_distance
 
 #: Pack bytes are handed out in pieces that fill two side-band packets exactly (≥ 64 KiB writes).
 CHUNK_SIZE = 2 * MAX_SIDEBAND_DATA
@@ -48,29 +45,6 @@ class PackStats:
     size: int = 0
 
 
-def _header(pack_type: int, size: int) -> bytearray:
-    out = bytearray()
-    byte = (pack_type << 4) | (size & 0x0F)
-    size >>= 4
-    while size:
-        out.append(byte | 0x80)
-        byte = size & 0x7F
-        size >>= 7
-    out.append(byte)
-    return out
-
-
-def _ofs(distance: int) -> bytes:
-    out = bytearray([distance & 0x7F])
-    distance >>= 7
-    while distance:
-        distance -= 1
-        out.append(0x80 | (distance & 0x7F))
-        distance >>= 7
-    out.reverse()
-    return bytes(out)
-
-
 def generate_pack(
     source: PackSource,
     oids: Sequence[bytes],
@@ -94,15 +68,15 @@ def generate_pack(
         at = offset + len(buf)
         base = rec.base
         if base is None:
-            buf += _header(rec.type_num, rec.size)
+            buf += encode_object_header(rec.type_num, rec.size)
             buf += rec.compressed
             stats.reused += 1
         elif base in written or (base in client_has and base not in sending):
             if base in written and ofs_delta:
-                buf += _header(OFS_DELTA, rec.size)
-                buf += _ofs(at - written[base])
+                buf += encode_object_header(OFS_DELTA, rec.size)
+                buf += encode_ofs_distance(at - written[base])
             else:
-                buf += _header(REF_DELTA, rec.size)
+                buf += encode_object_header(REF_DELTA, rec.size)
                 buf += bytes.fromhex(base.decode())
             buf += rec.compressed
             stats.reused += 1
@@ -110,7 +84,7 @@ def generate_pack(
             stats.deltas += 1
         else:
             type_num, content = source.get(oid)
-            buf += _header(type_num, len(content))
+            buf += encode_object_header(type_num, len(content))
             buf += zlib_ng.compress(content, COMPRESSION_LEVEL)
         written[oid] = at
         stats.objects += 1
