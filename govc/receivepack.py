@@ -36,7 +36,8 @@ def _check_command(
     connected: bool,
 ) -> RefResult:
     """Git's per-command checks; ``connected`` says one walk already proved every tip complete."""
-    if not is_valid_ref_name(cmd.name) or cmd.name == "HEAD":
+    # receive-pack's rule: under refs/, and at least two levels below it.
+    if not is_valid_ref_name(cmd.name) or cmd.name.count("/") < 2:
         return RefResult.FUNNY_REFNAME
     if cmd.is_delete:
         if repo.head_target == cmd.name and repo.refs.get(cmd.name) is not None:
@@ -58,10 +59,6 @@ def _to_update(cmd: RefCommand) -> RefUpdate:
     return RefUpdate(cmd.name, None if cmd.is_delete else cmd.new, None if cmd.is_create else cmd.old)
 
 
-def _ref_error_message(e: RefError) -> str:
-    return f"error: {e}"
-
-
 def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> PushOutcome:
     """Run one push through quarantine, checks and the ref transaction."""
     messages: list[str] = []
@@ -75,52 +72,53 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
             unpack_error = str(e)
             messages.append(f"error: {e}")
     if unpack_error is not None:
-        return PushOutcome(unpack_error, [(c.name, RefResult.UNPACKER_ERROR) for c in req.commands], messages)
+        return PushOutcome(unpack_error, _named(req, [RefResult.UNPACKER_ERROR] * len(req.commands)),
+                           messages)
 
-    results: dict[int, RefResult] = {}
     tips = [c.new for c in req.commands if not c.is_delete]
     connected = collected.first_missing(tips, repo.objects) is None
-    for i, cmd in enumerate(req.commands):
-        results[i] = _check_command(repo, pack, collected, cmd, connected)
-        if results[i] is RefResult.MISSING_OBJECTS:
+    results: list[RefResult] = []
+    for cmd in req.commands:
+        result = _check_command(repo, pack, collected, cmd, connected)
+        results.append(result)
+        if result is RefResult.MISSING_OBJECTS:
             messages.append(f"error: missing necessary objects for {cmd.name}")
     atomic = req.has("atomic")
-    if atomic and any(r is not RefResult.OK for r in results.values()):
-        for i in results:
-            if results[i] is RefResult.OK:
-                results[i] = RefResult.ATOMIC_FAILURE
-        return PushOutcome(None, [(c.name, results[i]) for i, c in enumerate(req.commands)], messages)
+    if atomic and any(r is not RefResult.OK for r in results):
+        # As git: the first command that fails keeps its reason, every other one is refused
+        # with "atomic push failure".
+        first = next(i for i, r in enumerate(results) if r is not RefResult.OK)
+        results = [r if i == first else RefResult.ATOMIC_FAILURE for i, r in enumerate(results)]
+        return PushOutcome(None, _named(req, results), messages)
 
-    todo = [i for i, r in results.items() if r is RefResult.OK]
+    todo = [i for i, r in enumerate(results) if r is RefResult.OK]
     if pack is not None and todo and len(pack):
         repo.add_pack(pack)
         repo.graph.adopt(collected)
 
     was_empty = repo.is_empty()
     options = tuple(req.push_options)
-    if atomic and todo:
+    batches = [todo] if atomic else [[i] for i in todo]
+    for batch in batches:
+        if not batch:
+            continue
         try:
             repo.update_refs(
-                [_to_update(req.commands[i]) for i in todo], who=who, message="push",
+                [_to_update(req.commands[i]) for i in batch], who=who, message="push",
                 source="push", push_options=options,
             )
         except RefError as e:
-            messages.append(_ref_error_message(e))
-            for i in todo:
-                failed = req.commands[i].name == e.name
-                results[i] = RefResult.LOCK_FAILED if failed else RefResult.ATOMIC_FAILURE
-    else:
-        for i in todo:
-            cmd = req.commands[i]
-            try:
-                repo.update_refs([_to_update(cmd)], who=who, message="push", source="push",
-                                 push_options=options)
-            except RefError as e:
-                messages.append(_ref_error_message(e))
-                results[i] = RefResult.LOCK_FAILED
+            messages.append(f"error: {e}")
+            failed = RefResult.ATOMIC_TRANSACTION_FAILED if atomic else RefResult.LOCK_FAILED
+            for i in batch:
+                results[i] = failed
     if was_empty:
-        _choose_head(repo, [c for i, c in enumerate(req.commands) if results[i] is RefResult.OK])
-    return PushOutcome(None, [(c.name, results[i]) for i, c in enumerate(req.commands)], messages)
+        _choose_head(repo, [c for c, r in zip(req.commands, results, strict=True) if r is RefResult.OK])
+    return PushOutcome(None, _named(req, results), messages)
+
+
+def _named(req: PushRequest, results: list[RefResult]) -> list[tuple[str, RefResult]]:
+    return [(c.name, r) for c, r in zip(req.commands, results, strict=True)]
 
 
 def _choose_head(repo: Repository, applied: list[RefCommand]) -> None:

@@ -517,10 +517,15 @@ class Git:
     def ls_remote(self, url: str, *options: str, patterns: Sequence[str] = ()) -> dict[str, str]:
         """``{refname: oid}`` as ``git ls-remote [options] URL [patterns]`` prints it.
 
-        HEAD and the peeled ``^{}`` entries are included as git prints them.
+        HEAD and the peeled ``^{}`` entries are included as git prints them. A name listed
+        twice (a server advertising a ref more than once) fails here rather than collapsing.
         """
         out = self("ls-remote", *options, url, *patterns).stdout
-        return {name: oid for oid, name in (line.split("\t", 1) for line in out.splitlines())}
+        pairs = [line.split("\t", 1) for line in out.splitlines()]
+        listed = {name: oid for oid, name in pairs}
+        if len(listed) != len(pairs):
+            raise GitError(f"ls-remote {url} lists some ref more than once:\n{out}")
+        return listed
 
     def remote_head_symref(self, url: str) -> str | None:
         """What the server's HEAD points at, from ``git ls-remote --symref URL HEAD``."""

@@ -56,6 +56,21 @@ def test_push_history_then_clone_it_back(git: Git, served: Served, tmp_path: Pat
     assert mode == "100755"
 
 
+def test_requested_protocol_version_is_the_one_spoken(
+    git: Git, served: Served, tmp_path: Path, proto: int
+) -> None:
+    """The server answers in the protocol version the client asked for.
+
+    git silently falls back to v0 when a server ignores ``Git-Protocol: version=2``, which
+    would make every "v2" case of this suite test v0 again; the packet trace shows which
+    version the server really spoke.
+    """
+    trace = tmp_path / "packet.txt"
+    git("ls-remote", served.url, env={"GIT_TRACE_PACKET": str(trace)})
+    spoke_v2 = re.search(r"git< version 2$", trace.read_text("utf-8", "replace"), re.M)
+    assert bool(spoke_v2) == (proto == 2), trace.read_text()[:4000]
+
+
 def test_ls_remote_lists_every_ref_and_peels_tags(git: Git, served: Served) -> None:
     """``git ls-remote`` shows each ref once with its id, and every annotated tag's peeled id.
 

@@ -32,6 +32,7 @@ class RefResult(enum.Enum):
     NOT_A_COMMIT = "failed to update ref"
     UNPACKER_ERROR = "unpacker error"
     ATOMIC_FAILURE = "atomic push failure"
+    ATOMIC_TRANSACTION_FAILED = "atomic transaction failed"
     HOOK_DECLINED = "pre-receive hook declined"
     REJECTED = "rejected"
 
