@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from govc.repository import Repository
 from protocol import advertise, capabilities
@@ -24,6 +25,7 @@ from protocol.sideband import (
     sideband_packets,
 )
 from protocol.upload import (
+    INFINITE_DEPTH,
     FetchRequest,
     LsRefsEntry,
     Negotiation,
@@ -39,9 +41,12 @@ from protocol.upload import (
     parse_v2_ls_refs,
     ref_matches,
     v0_acks,
+    v0_shallow_section,
     v2_acknowledgments,
+    v2_shallow_info,
 )
 from storage.errors import CorruptObject, StorageError
+from storage.filters import FilterSpecError, ObjectFilter
 from storage.graph import parse_tag_target
 from storage.packs import OBJ_COMMIT, OBJ_TAG
 
@@ -148,12 +153,94 @@ def _with_auto_followed_tags(repo: Repository, objects: list[bytes], client_has:
                     objects.append(t)
 
 
+class FetchRefused(Exception):
+    """A fetch request the server declines; the message becomes an ``ERR`` line."""
+
+
+@dataclass(slots=True)
+class FetchPlan:
+    """What a fetch request means for this repository, decided before any answer is written:
+    the shallow boundary it asks for and the filter it applies."""
+
+    client_shallow: set[bytes] = field(default_factory=set)
+    shallow: set[bytes] = field(default_factory=set)  # commits whose parents are not sent
+    new_shallow: set[bytes] = field(default_factory=set)  # told to the client as "shallow"
+    unshallow: list[bytes] = field(default_factory=list)  # told as "unshallow"
+    extra_wants: list[bytes] = field(default_factory=list)
+    object_filter: ObjectFilter | None = None
+    sends_shallow_info: bool = False
+
+
+def _resolve_deepen_not(repo: Repository, names: list[bytes]) -> list[bytes]:
+    tips: list[bytes] = []
+    for raw in names:
+        name = raw.decode("utf-8", "replace")
+        for candidate in (name, f"refs/{name}", f"refs/tags/{name}", f"refs/heads/{name}"):
+            oid = repo.refs.get(candidate)
+            if oid is not None:
+                tips.append(repo.graph.peel(oid)[0])
+                break
+        else:
+            raise FetchRefused(f"git upload-pack: ambiguous deepen-not: {name}")
+    return tips
+
+
+def plan_fetch(repo: Repository, req: FetchRequest) -> FetchPlan:
+    """Git's ``send_shallow_list`` and filter parsing, as one decision."""
+    plan = FetchPlan()
+    if req.filter is not None:
+        try:
+            plan.object_filter = ObjectFilter.parse(req.filter)
+        except FilterSpecError as e:
+            raise FetchRefused(str(e)) from None
+    graph = repo.graph
+    plan.client_shallow = {
+        oid for oid in req.shallows
+        if repo.objects.has(oid) and repo.objects.type_of(oid) == OBJ_COMMIT
+    }
+    plan.sends_shallow_info = req.deepens or bool(req.shallows)
+    if not req.deepens:
+        plan.shallow = set(plan.client_shallow)
+        return plan
+    if req.depth and (req.deepen_since is not None or req.deepen_not):
+        raise FetchRefused("git upload-pack: deepen and deepen-since (or deepen-not) cannot be used together")
+    within: set[bytes]
+    if req.depth and req.depth >= INFINITE_DEPTH:
+        shallow, within = set(), set(plan.client_shallow)
+    elif req.depth:
+        if req.deepen_relative:
+            shallow, within = graph.shallow_by_depth(plan.client_shallow, req.depth + 1)
+        else:
+            starts = []
+            for oid in req.wants:
+                peeled, type_num = graph.peel(oid)
+                if type_num == OBJ_COMMIT:
+                    starts.append(peeled)
+            shallow, within = graph.shallow_by_depth(starts, req.depth)
+    else:
+        starts = [graph.peel(oid)[0] for oid in req.wants]
+        excluded = _resolve_deepen_not(repo, req.deepen_not)
+        shallow, within = graph.shallow_by_rev_list(starts, req.deepen_since, excluded)
+        if not shallow and not within:
+            raise FetchRefused("no commits selected for shallow requests")
+    plan.shallow = shallow | (plan.client_shallow - within)
+    plan.new_shallow = shallow - plan.client_shallow
+    plan.unshallow = sorted(c for c in plan.client_shallow if c in within)
+    for c in plan.unshallow:
+        plan.extra_wants.extend(graph.commit(c).parents)
+    return plan
+
+
 def _pack_stream(
-    repo: Repository, req: FetchRequest, common: list[bytes], band_limit: int | None
+    repo: Repository, req: FetchRequest, plan: FetchPlan, common: list[bytes], band_limit: int | None
 ) -> Iterator[bytes]:
     """The pack, framed in side-band packets (or raw when ``band_limit`` is None)."""
     progress = band_limit is not None and not req.has("no-progress")
-    objects, client_has = repo.graph.objects_to_send(req.wants, common)
+    objects, client_has = repo.graph.objects_to_send(
+        [*req.wants, *plan.extra_wants], common, shallow=plan.shallow,
+        client_shallow=plan.client_shallow, object_filter=plan.object_filter,
+        sizes=repo.objects.size_of,
+    )
     if req.has("include-tag"):
         _with_auto_followed_tags(repo, objects, client_has)
     if progress:
@@ -208,6 +295,13 @@ def upload_pack_v0(repo: Repository, body: bytes) -> Iterator[bytes]:
     if refusal is not None:
         yield refusal
         return
+    try:
+        plan = plan_fetch(repo, req)
+    except FetchRefused as e:
+        yield error_line(str(e))
+        return
+    if plan.sends_shallow_info:
+        yield v0_shallow_section(plan.new_shallow, plan.unshallow)
     neg = _negotiate(repo, req)
     acks, send_pack = v0_acks(req, neg)
     yield acks
@@ -219,7 +313,7 @@ def upload_pack_v0(repo: Repository, body: bytes) -> Iterator[bytes]:
         limit = MAX_SIDEBAND_SMALL
     else:
         limit = None
-    yield from _guarded(_pack_stream(repo, req, neg.common, limit), limit)
+    yield from _guarded(_pack_stream(repo, req, plan, neg.common, limit), limit)
     if limit is not None:
         yield FLUSH_PKT
 
@@ -259,12 +353,19 @@ def fetch_v2(repo: Repository, cmd: V2Command) -> Iterator[bytes]:
     if refusal is not None:
         yield refusal
         return
+    try:
+        plan = plan_fetch(repo, req)
+    except FetchRefused as e:
+        yield error_line(str(e))
+        return
     neg = _negotiate(repo, req)
     acks, send_pack = v2_acknowledgments(req, neg)
     if acks:
         yield acks
     if not send_pack:
         return
+    if plan.sends_shallow_info:
+        yield v2_shallow_info(plan.new_shallow, plan.unshallow)
     yield packfile_header()
-    yield from _guarded(_pack_stream(repo, req, neg.common, MAX_SIDEBAND_DATA), MAX_SIDEBAND_DATA)
+    yield from _guarded(_pack_stream(repo, req, plan, neg.common, MAX_SIDEBAND_DATA), MAX_SIDEBAND_DATA)
     yield FLUSH_PKT

@@ -16,6 +16,11 @@ UPLOAD_PACK_V0 = (
     "ofs-delta",
     "no-progress",
     "include-tag",
+    "shallow",
+    "deepen-since",
+    "deepen-not",
+    "deepen-relative",
+    "filter",
     "allow-tip-sha1-in-want",
     "allow-reachable-sha1-in-want",
     "object-format=sha1",
@@ -39,7 +44,7 @@ RECEIVE_PACK = (
 UPLOAD_PACK_V2 = (
     f"agent={AGENT}",
     "ls-refs=unborn",
-    "fetch",
+    "fetch=shallow wait-for-done filter",
     "server-option",
     "object-format=sha1",
 )

@@ -50,6 +50,11 @@ class FetchRequest:
     want_refs: list[str] = field(default_factory=list)
     server_options: list[str] = field(default_factory=list)
     version: int = 0
+    rounds: int = 0  # v0: flushes after the want list, i.e. negotiation rounds the client closed
+
+    @property
+    def deepens(self) -> bool:
+        return bool(self.depth or self.deepen_since is not None or self.deepen_not)
 
     def has(self, cap: str) -> bool:
         return cap in self.capabilities
@@ -87,6 +92,8 @@ def parse_v0_request(body: bytes) -> FetchRequest:
     in_wants = True
     for pkt in iter_packets(body):
         if pkt is FLUSH:
+            if not in_wants:
+                req.rounds += 1
             in_wants = False
             continue
         if isinstance(pkt, Special):
@@ -281,6 +288,8 @@ def v0_acks(req: FetchRequest, neg: Negotiation) -> tuple[bytes, bool]:
         else:
             out.append(encode_line(b"NAK"))
         return b"".join(out), True
+    if req.rounds == 0:
+        return b"", False  # only the want list (a shallow clone's first request): no round yet
     sent_ready = False
     if multi_ack == "multi_ack_detailed" and neg.ready and last is not None:
         out.append(encode_line(b"ACK " + last + b" ready"))
@@ -313,6 +322,26 @@ def v2_acknowledgments(req: FetchRequest, neg: Negotiation) -> tuple[bytes, bool
         return b"".join(out), True
     out.append(FLUSH_PKT)
     return b"".join(out), False
+
+
+#: ``deepen 2147483647`` is how ``git fetch --unshallow`` asks for all history.
+INFINITE_DEPTH = 0x7FFFFFFF
+
+
+def shallow_lines(shallow: Iterable[bytes], unshallow: Iterable[bytes]) -> bytes:
+    return b"".join(
+        [encode(b"shallow " + oid) for oid in sorted(shallow)]
+        + [encode(b"unshallow " + oid) for oid in unshallow]
+    )
+
+
+def v0_shallow_section(shallow: Iterable[bytes], unshallow: Iterable[bytes]) -> bytes:
+    """v0: the shallow update precedes the ACK/NAK lines and ends with a flush."""
+    return shallow_lines(shallow, unshallow) + FLUSH_PKT
+
+
+def v2_shallow_info(shallow: Iterable[bytes], unshallow: Iterable[bytes]) -> bytes:
+    return encode_line("shallow-info") + shallow_lines(shallow, unshallow) + DELIM_PKT
 
 
 def packfile_header() -> bytes:

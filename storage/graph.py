@@ -7,13 +7,15 @@ walk dictionaries instead of inflating and parsing objects again.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Set
 from dataclasses import dataclass
 from typing import Protocol
 
 from dulwich.objects import parse_tree
 
 from storage.errors import CorruptObject
+from storage.filters import ObjectFilter
 from storage.packs import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
 
 GITLINK_MODE = 0o160000
@@ -181,8 +183,14 @@ class ObjectGraph:
                 raise CorruptObject("tag chain too long")
         return oid, type_num
 
-    def ancestors(self, commits: Iterable[bytes], stop: set[bytes] | None = None) -> set[bytes]:
-        """Every commit reachable from ``commits`` (inclusive), not crossing into ``stop``."""
+    def ancestors(
+        self,
+        commits: Iterable[bytes],
+        stop: Set[bytes] | None = None,
+        cut: Set[bytes] = frozenset(),
+    ) -> set[bytes]:
+        """Every commit reachable from ``commits`` (inclusive), not crossing into ``stop`` and
+        not going past the commits in ``cut`` (shallow boundaries: included, parents not)."""
         seen: set[bytes] = set()
         stack = [c for c in commits if not stop or c not in stop]
         while stack:
@@ -190,10 +198,53 @@ class ObjectGraph:
             if c in seen:
                 continue
             seen.add(c)
+            if c in cut:
+                continue
             for p in self.commit(c).parents:
                 if p not in seen and (stop is None or p not in stop):
                     stack.append(p)
         return seen
+
+    def shallow_by_depth(
+        self, starts: Iterable[bytes], depth: int
+    ) -> tuple[set[bytes], set[bytes]]:
+        """Git's ``get_shallow_commits``: walking ``depth`` commits down from ``starts`` (which
+        count as the first), return (commits that become shallow, commits within the depth).
+
+        A commit becomes shallow at the last level if it has parents; the walk is breadth-first,
+        so a commit reachable along several paths gets its shortest distance.
+        """
+        shallow: set[bytes] = set()
+        within: set[bytes] = set()
+        level = {c: 1 for c in starts}
+        queue = deque(level)
+        while queue:
+            c = queue.popleft()
+            d = level[c]
+            parents = self.commit(c).parents
+            if d >= depth:
+                if parents:
+                    shallow.add(c)
+                else:
+                    within.add(c)
+                continue
+            within.add(c)
+            for p in parents:
+                if p not in level:
+                    level[p] = d + 1
+                    queue.append(p)
+        return shallow - within, within
+
+    def shallow_by_rev_list(
+        self, wants: Iterable[bytes], since: int | None, excluded_tips: Iterable[bytes]
+    ) -> tuple[set[bytes], set[bytes]]:
+        """``deepen-since`` / ``deepen-not``: keep commits newer than ``since`` and not
+        reachable from ``excluded_tips``; those with a parent left out become shallow."""
+        excluded = self.ancestors(excluded_tips)
+        reachable = self.ancestors(wants, stop=excluded)
+        included = {c for c in reachable if since is None or self.commit(c).time >= since}
+        shallow = {c for c in included if any(p not in included for p in self.commit(c).parents)}
+        return shallow, included - shallow
 
     def reaches_any(self, start: bytes, targets: set[bytes], cutoff: int) -> bool:
         """Does ``start`` have an ancestor (or itself) in ``targets``, looking no older than cutoff?"""
@@ -224,19 +275,28 @@ class ObjectGraph:
                         stack.append(child)
 
     def objects_to_send(
-        self, wants: Iterable[bytes], haves: Iterable[bytes]
+        self,
+        wants: Iterable[bytes],
+        haves: Iterable[bytes],
+        *,
+        shallow: Set[bytes] = frozenset(),
+        client_shallow: Set[bytes] = frozenset(),
+        object_filter: ObjectFilter | None = None,
+        sizes: Callable[[bytes], int] | None = None,
     ) -> tuple[list[bytes], set[bytes]]:
         """Objects reachable from ``wants`` and not from ``haves``, in pack order, and the
         objects the client is known to hold (bases a thin pack may delta against).
 
         As in Git, "not from haves" is judged by the trees of the boundary commits: an object
         only reachable from deeper history the client has may be sent again, never omitted.
+        ``shallow`` are the commits whose parents are not sent (the new shallow boundary);
+        ``client_shallow`` those whose parents the client lacks. ``object_filter`` prunes trees
+        and blobs the walk reaches, never the objects named in ``wants``.
         """
         order: list[bytes] = []
         tags: list[bytes] = []
         want_commits: list[bytes] = []
-        want_trees: list[bytes] = []
-        want_blobs: list[bytes] = []
+        named: list[bytes] = []  # non-commit objects wanted by name: sent whatever the filter
         for oid in dict.fromkeys(wants):
             type_num = self.objects.type_of(oid)
             while type_num == OBJ_TAG:
@@ -245,10 +305,8 @@ class ObjectGraph:
                 oid, type_num = parse_tag_target(raw)
             if type_num == OBJ_COMMIT:
                 want_commits.append(oid)
-            elif type_num == OBJ_TREE:
-                want_trees.append(oid)
             else:
-                want_blobs.append(oid)
+                named.append(oid)
 
         have_commits: list[bytes] = []
         for oid in haves:
@@ -260,12 +318,14 @@ class ObjectGraph:
                 continue
             if type_num == OBJ_COMMIT:
                 have_commits.append(peeled)
-        uninteresting = self.ancestors(have_commits) if have_commits else set()
+        uninteresting = self.ancestors(have_commits, cut=client_shallow) if have_commits else set()
 
-        commits = self.ancestors(want_commits, stop=uninteresting)
+        commits = self.ancestors(want_commits, stop=uninteresting, cut=shallow)
         ordered = sorted(commits, key=lambda c: -self.commit(c).time)
         boundary: set[bytes] = set()
         for c in ordered:
+            if c in shallow:
+                continue
             for p in self.commit(c).parents:
                 if p in uninteresting:
                     boundary.add(p)
@@ -273,31 +333,81 @@ class ObjectGraph:
         self.tree_closure((self.commit(b).tree for b in boundary), known)
         known.update(uninteresting)
 
-        sent: set[bytes] = set(ordered)
-        order.extend(ordered)
+        keep = object_filter
+        sent: set[bytes] = set()
+        if keep is None or keep.only_type in (None, OBJ_COMMIT):
+            sent.update(ordered)
+            order.extend(ordered)
         for t in tags:
             if t not in sent:
                 sent.add(t)
                 order.append(t)
         trees_and_blobs: list[bytes] = []
-        roots = [self.commit(c).tree for c in ordered] + want_trees
+        for oid in named:
+            if oid not in sent:
+                sent.add(oid)
+                trees_and_blobs.append(oid)
+        roots = [self.commit(c).tree for c in ordered]
+        roots += [oid for oid in named if self.objects.type_of(oid) == OBJ_TREE]
+        if keep is None:
+            self._walk_all(roots, sent, known, trees_and_blobs)
+        else:
+            self._walk_filtered(roots, sent, known, trees_and_blobs, keep, sizes)
+        order.extend(trees_and_blobs)
+        return order, known
+
+    def _walk_all(
+        self, roots: list[bytes], sent: set[bytes], known: Set[bytes], out: list[bytes]
+    ) -> None:
+        walked: set[bytes] = set()
         for root in roots:
-            if root in known or root in sent:
+            # Trees wanted by name are already in ``sent`` but still need their contents.
+            if root in known or root in walked:
                 continue
-            sent.add(root)
-            trees_and_blobs.append(root)
+            walked.add(root)
+            if root not in sent:
+                sent.add(root)
+                out.append(root)
             stack = [root]
             while stack:
                 for child, is_tree in self.tree(stack.pop()):
                     if child in sent or child in known:
                         continue
                     sent.add(child)
-                    trees_and_blobs.append(child)
+                    out.append(child)
                     if is_tree:
                         stack.append(child)
-        for b in want_blobs:
-            if b not in sent:
-                sent.add(b)
-                trees_and_blobs.append(b)
-        order.extend(trees_and_blobs)
-        return order, known
+
+    def _walk_filtered(
+        self,
+        roots: list[bytes],
+        sent: set[bytes],
+        known: Set[bytes],
+        out: list[bytes],
+        keep: ObjectFilter,
+        sizes: Callable[[bytes], int] | None,
+    ) -> None:
+        """The walk with a partial-clone filter; a tree first met deep and later shallower is
+        walked again, since the filter's verdict depends on depth."""
+        best_depth: dict[bytes, int] = {}
+        size_of = sizes if sizes is not None else (lambda oid: len(self.objects.get(oid)[1]))
+        for root in roots:
+            stack = [(root, 0)]
+            while stack:
+                tree, depth = stack.pop()
+                if tree in known or best_depth.get(tree, depth + 1) <= depth:
+                    continue
+                best_depth[tree] = depth
+                if tree not in sent and keep.include(OBJ_TREE, depth, 0):
+                    sent.add(tree)
+                    out.append(tree)
+                if not keep.descend(depth):
+                    continue
+                for child, is_tree in self.tree(tree):
+                    if is_tree:
+                        stack.append((child, depth + 1))
+                    elif child not in sent and child not in known:
+                        size = size_of(child) if keep.needs_sizes else 0
+                        if keep.include(OBJ_BLOB, depth + 1, size):
+                            sent.add(child)
+                            out.append(child)

@@ -82,6 +82,17 @@ class MemoryObjectStore:
         pack, pos = found
         return pack.types[pos]
 
+    def size_of(self, oid: bytes) -> int:
+        """Inflated size, known without inflating (recorded when the object arrived)."""
+        loose = self._loose.get(oid)
+        if loose is not None:
+            return loose[1]
+        found = self._locate(oid)
+        if found is None:
+            raise ObjectNotFound(oid)
+        pack, pos = found
+        return pack.sizes[pos]
+
     def packed_record(self, oid: bytes) -> PackedRecord:
         loose = self._loose.get(oid)
         if loose is not None:

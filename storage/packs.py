@@ -1,7 +1,7 @@
 """Packs kept exactly as received, with the index govc builds for them at ingest.
 
 A :class:`StoredPack` is the pack's bytes (header, objects, trailing checksum, byte for byte as Git
-wrote them) plus three parallel arrays in offset order: object ids, offsets and resolved types. The
+wrote them) plus parallel arrays in offset order: object ids, offsets, resolved types and sizes. The
 compressed bytes of any object are therefore a slice of the pack, which is what lets a clone splice
 stored data and stored deltas into its response without inflating and deflating them again.
 """
@@ -166,15 +166,16 @@ def inflate_exact(compressed: bytes | memoryview, size: int) -> bytes:
 class StoredPack:
     """A pack's bytes plus its index; positions (0..n-1) follow pack offset order."""
 
-    __slots__ = ("by_oid", "checksum", "data", "name", "offsets", "oids", "types")
+    __slots__ = ("by_oid", "checksum", "data", "name", "offsets", "oids", "sizes", "types")
 
     def __init__(
-        self, data: bytes, oids: list[bytes], offsets: array, types: bytearray
+        self, data: bytes, oids: list[bytes], offsets: array, types: bytearray, sizes: array
     ) -> None:
         self.data = data
         self.oids = oids
         self.offsets = offsets  # len(oids) + 1 entries: the last is where the trailer starts
         self.types = types
+        self.sizes = sizes  # inflated size of each object (after its deltas are applied)
         self.by_oid = {oid: i for i, oid in enumerate(oids)}
         self.checksum = data[-20:]
         self.name = self.checksum.hex()
@@ -243,6 +244,7 @@ class _PackIndexer:
         self.offsets = array("Q")
         self.oids: list[bytes | None] = []
         self.types = bytearray()
+        self.sizes = array("Q")
         self.deltas: dict[int, bytes] = {}  # position -> delta instructions
         self.ofs_children: dict[int, list[int]] = {}  # base offset -> child positions
         self.ref_children: dict[bytes, list[int]] = {}  # base oid -> child positions
@@ -270,11 +272,13 @@ class _PackIndexer:
                     self.on_object(oid, h.pack_type, content)
                 self.oids.append(oid)
                 self.types.append(h.pack_type)
+                self.sizes.append(h.size)
                 self.whole.append(i)
             else:
                 self.deltas[i] = content
                 self.oids.append(None)
                 self.types.append(0)
+                self.sizes.append(0)
             offset = end
         if offset != end_of_objects:
             raise PackFormatError("garbage after the last object of the pack")
@@ -299,6 +303,7 @@ class _PackIndexer:
                     self.on_object(child_oid, type_num, out)
                 self.oids[child] = child_oid
                 self.types[child] = type_num
+                self.sizes[child] = len(out)
                 stack.append((child_oid, child, out))
 
     def run(self, resolve_external: ExternalResolver | None) -> StoredPack:
@@ -329,8 +334,9 @@ class _PackIndexer:
             raise PackFormatError(f"pack has {len(self.deltas)} unresolved deltas")
         oids = [oid for oid in self.oids if oid is not None]
         if not external:
-            return StoredPack(self.data, oids, self.offsets, self.types)
-        return _complete_thin(self.data, self.count, oids, self.offsets, self.types, external)
+            return StoredPack(self.data, oids, self.offsets, self.types, self.sizes)
+        return _complete_thin(self.data, self.count, oids, self.offsets, self.types, self.sizes,
+                              external)
 
 
 def _complete_thin(
@@ -339,6 +345,7 @@ def _complete_thin(
     oids: list[bytes],
     offsets: array,
     types: bytearray,
+    sizes: array,
     external: list[tuple[bytes, int, bytes]],
 ) -> StoredPack:
     body = bytearray(b"PACK" + struct.pack(">II", 2, count + len(external)))
@@ -346,15 +353,17 @@ def _complete_thin(
     new_offsets = array("Q", offsets[:-1])
     new_oids = list(oids)
     new_types = bytearray(types)
+    new_sizes = array("Q", sizes)
     for oid, tnum, content in external:
         new_offsets.append(len(body))
         new_oids.append(oid)
         new_types.append(tnum)
+        new_sizes.append(len(content))
         body += encode_object_header(tnum, len(content))
         body += zlib_ng.compress(content, COMPRESSION_LEVEL)
     new_offsets.append(len(body))
     body += hashlib.sha1(body).digest()
-    return StoredPack(bytes(body), new_oids, new_offsets, new_types)
+    return StoredPack(bytes(body), new_oids, new_offsets, new_types, new_sizes)
 
 
 class DeltaBaseCache:
