@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -38,12 +38,15 @@ MAX_UPLOAD_REQUEST = 64 << 20
 #: The largest push accepted in one request.
 MAX_PUSH = 4 << 30
 READ_CHUNK = 1 << 18
+#: A client that sends nothing for this long is gone; its request is dropped, others go on.
+BODY_IDLE_TIMEOUT = 60.0
 
 
 @dataclass(slots=True)
 class ServerConfig:
     auto_create: bool = True
     workers: int = 8
+    body_idle_timeout: float = BODY_IDLE_TIMEOUT
 
 
 REGISTRY = web.AppKey("registry", Registry)
@@ -116,11 +119,24 @@ class _Inflater:
             raise ProtocolError(f"bad compressed request body: {e}") from None
 
 
+async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    """The request body as it arrives, giving up on a client that stalls."""
+    while True:
+        try:
+            async with asyncio.timeout(request.app[CONFIG].body_idle_timeout):
+                chunk = await request.content.read(READ_CHUNK)
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text="request body stalled; giving up\n") from None
+        if not chunk:
+            return
+        yield chunk
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes:
     inflate = _Inflater(request.headers.get("Content-Encoding", ""))
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(READ_CHUNK):
+    async for chunk in _body_chunks(request):
         data = inflate(chunk)
         size += len(data)
         if size > limit:
@@ -187,7 +203,7 @@ async def _receive(request: web.Request, repo: Repository) -> web.Response:
     pack_parts: list[bytes] = []
     size = 0
     try:
-        async for chunk in request.content.iter_chunked(READ_CHUNK):
+        async for chunk in _body_chunks(request):
             data = inflate(chunk)
             size += len(data)
             if size > MAX_PUSH:

@@ -34,23 +34,25 @@ from protocol.upload import (
     error_line,
     ls_refs_response,
     negotiate,
+    object_info_response,
     packfile_header,
     parse_v0_request,
     parse_v2_command,
     parse_v2_fetch,
     parse_v2_ls_refs,
+    parse_v2_object_info,
     ref_matches,
     v0_acks,
     v0_shallow_section,
     v2_acknowledgments,
     v2_shallow_info,
 )
-from storage.errors import CorruptObject, StorageError
+from storage.errors import CorruptObject, ObjectNotFound, StorageError
 from storage.filters import FilterSpecError, ObjectFilter
 from storage.graph import parse_tag_target
 from storage.packs import OBJ_COMMIT, OBJ_TAG
 
-V2_COMMANDS = ("ls-refs", "fetch")
+V2_COMMANDS = ("ls-refs", "fetch", "object-info")
 log = logging.getLogger("govc.upload")
 
 
@@ -326,8 +328,21 @@ def upload_pack_v2(repo: Repository, body: bytes) -> Iterator[bytes]:
     check_command(cmd, V2_COMMANDS)
     if cmd.name == "ls-refs":
         yield ls_refs(repo, cmd)
-        return
-    yield from fetch_v2(repo, cmd)
+    elif cmd.name == "object-info":
+        yield object_info(repo, cmd)
+    else:
+        yield from fetch_v2(repo, cmd)
+
+
+def object_info(repo: Repository, cmd: V2Command) -> bytes:
+    req = parse_v2_object_info(cmd)
+    sizes: list[int | None] = []
+    for oid in req.oids:
+        try:
+            sizes.append(repo.objects.size_of(oid))
+        except ObjectNotFound:
+            sizes.append(None)
+    return object_info_response(req, sizes)
 
 
 def ls_refs(repo: Repository, cmd: V2Command) -> bytes:

@@ -47,6 +47,7 @@ UPLOAD_PACK_V2 = (
     "fetch=shallow wait-for-done filter",
     "server-option",
     "object-format=sha1",
+    "object-info",
 )
 
 #: Arguments of the v2 ``fetch`` command that take no value and that govc understands.

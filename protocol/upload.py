@@ -207,6 +207,37 @@ def parse_v2_ls_refs(cmd: V2Command) -> LsRefsRequest:
     return req
 
 
+@dataclass(slots=True)
+class ObjectInfoRequest:
+    size: bool = False
+    oids: list[bytes] = field(default_factory=list)
+
+
+def parse_v2_object_info(cmd: V2Command) -> ObjectInfoRequest:
+    req = ObjectInfoRequest()
+    for line in cmd.args:
+        if line == b"size":
+            req.size = True
+        elif line.startswith(b"oid "):
+            req.oids.append(parse_oid(line[4:]))
+        else:
+            raise UnexpectedPacket(f"object-info: unexpected argument {line[:80]!r}")
+    return req
+
+
+def object_info_response(req: ObjectInfoRequest, sizes: Sequence[int | None]) -> bytes:
+    """``size`` then ``<oid> <size>`` per object (``<oid> `` when unknown), as git writes them:
+    without trailing LF."""
+    out = [encode(b"size")] if req.size else []
+    for oid, size in zip(req.oids, sizes, strict=True):
+        line = oid
+        if req.size:
+            line += b" " if size is None else b" %d" % size
+        out.append(encode(line))
+    out.append(FLUSH_PKT)
+    return b"".join(out)
+
+
 def check_command(cmd: V2Command, offered: Iterable[str]) -> None:
     if cmd.name not in offered:
         raise UnknownCommand(f"invalid command '{cmd.name}'")

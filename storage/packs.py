@@ -35,6 +35,10 @@ TYPE_NUMS = {v: k for k, v in TYPE_NAMES.items()}
 #: and costs a few percent in size, the trade Git servers make for fetch responses).
 COMPRESSION_LEVEL = 1
 
+#: Largest object a push may carry (after inflation and delta application). Git has no default
+#: limit; a memory-first server needs one so that a small hostile pack cannot exhaust RAM.
+MAX_OBJECT_SIZE = 1 << 30
+
 ExternalResolver = Callable[[bytes], tuple[int, bytes]]
 #: Called once per object of a pack being indexed, with its id, type and full content; the one
 #: moment every received object is inflated anyway, so checks hang off it instead of re-reading.
@@ -127,29 +131,61 @@ def _inflate_stream(data: bytes, start: int, size: int) -> tuple[bytes, int]:
     """Inflate one zlib stream beginning at ``start``; return the content and the stream's end.
 
     The window fed to zlib is sized from the expected output so that ``unused_data`` (a copy) stays
-    small; a pack of many objects is then scanned in linear time.
+    small; a pack of many objects is then scanned in linear time. Output is capped at the
+    declared size, so a zlib bomb costs no more memory than an honest object.
     """
+    if size > MAX_OBJECT_SIZE:
+        raise PackFormatError(f"object at {start} is {size} bytes, over the {MAX_OBJECT_SIZE}-byte limit")
     view = memoryview(data)
     d = zlib_ng.decompressobj()
     out: list[bytes] = []
+    produced = 0
     pos = start
     window = size + (size >> 6) + 64
     limit = len(data)
     while not d.eof:
-        if pos >= limit:
-            raise PackFormatError("pack truncated inside an object's compressed data")
-        chunk = view[pos : pos + window]
+        if d.unconsumed_tail:
+            chunk: bytes | memoryview = d.unconsumed_tail
+        else:
+            if pos >= limit:
+                raise PackFormatError("pack truncated inside an object's compressed data")
+            chunk = view[pos : pos + window]
+            pos += len(chunk)
+            window = max(window, 65536)
         try:
-            out.append(d.decompress(chunk))
+            piece = d.decompress(chunk, size - produced + 1)
         except zlib_ng.error as e:
             raise PackFormatError(f"corrupt compressed data in pack at {start}: {e}") from None
-        pos += len(chunk)
-        window = max(window, 65536)
+        produced += len(piece)
+        if produced > size:
+            raise PackFormatError(f"object at {start} inflates to more than its declared {size} bytes")
+        out.append(piece)
+        if not piece and not d.eof and not d.unconsumed_tail and pos >= limit:
+            raise PackFormatError("pack truncated inside an object's compressed data")
     end = pos - len(d.unused_data)
     content = out[0] if len(out) == 1 else b"".join(out)
     if len(content) != size:
         raise PackFormatError(f"object at {start} inflates to {len(content)} bytes, not {size}")
     return content, end
+
+
+def delta_sizes(delta: bytes) -> tuple[int, int]:
+    """The base and result sizes a delta declares in its header."""
+    sizes = []
+    pos = 0
+    for _ in range(2):
+        value = shift = 0
+        while True:
+            if pos >= len(delta):
+                raise PackFormatError("truncated delta header")
+            c = delta[pos]
+            pos += 1
+            value |= (c & 0x7F) << shift
+            shift += 7
+            if not c & 0x80:
+                break
+        sizes.append(value)
+    return sizes[0], sizes[1]
 
 
 def inflate_exact(compressed: bytes | memoryview, size: int) -> bytes:
@@ -293,8 +329,14 @@ class _PackIndexer:
             if base_pos >= 0:
                 kids += self.ofs_children.pop(self.offsets[base_pos], ())
             for child in kids:
+                delta = self.deltas.pop(child)
+                base_size, result_size = delta_sizes(delta)
+                if base_size != len(base):
+                    raise PackFormatError("delta base size does not match its base")
+                if result_size > MAX_OBJECT_SIZE:
+                    raise PackFormatError(f"delta result of {result_size} bytes is over the limit")
                 try:
-                    result = apply_delta(base, self.deltas.pop(child))
+                    result = apply_delta(base, delta)
                 except Exception as e:
                     raise PackFormatError(f"cannot apply delta: {e}") from None
                 out = result if isinstance(result, bytes) else b"".join(result)
