@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 DEFAULT_COMMITS = 3000
 BIG_COMMITS = 15000
@@ -129,7 +129,7 @@ def mutate(content: bytes, rng: random.Random, stamp: bytes) -> bytes:
 class StreamWriter:
     """Emit the git fast-import command stream and keep the date and mark counters."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: IO[bytes]) -> None:
         """Write to ``out``; marks and timestamps start at fixed values for reproducibility."""
         self.out = out
         self.mark = 0
@@ -293,7 +293,7 @@ def schedule(specs: list[FeatureSpec], commits: int) -> dict[int, list[tuple[Fea
     return plan
 
 
-def generate(out: BinaryIO, sources: list[tuple[str, bytes]], commits: int, seed: int) -> None:
+def generate(out: IO[bytes], sources: list[tuple[str, bytes]], commits: int, seed: int) -> None:
     """Write the whole fast-import stream for a corpus of ``commits`` main commits."""
     writer = StreamWriter(out)
     builder = HistoryBuilder(sources, commits, seed)

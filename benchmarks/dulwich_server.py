@@ -19,7 +19,6 @@ import logging
 import os
 import sys
 from socketserver import ThreadingMixIn
-from typing import cast
 
 from dulwich.server import BackendRepo, FileSystemBackend
 from dulwich.web import (
@@ -33,9 +32,9 @@ from dulwich.web import (
 class RootedBackend(FileSystemBackend):
     """FileSystemBackend that resolves ``/name.git`` below its root instead of at ``/``."""
 
-    def open_repository(self, path: str | bytes) -> BackendRepo:  # type: ignore[override]
-        """Open ``path`` relative to the root (dulwich passes it with a leading slash)."""
-        return cast(BackendRepo, super().open_repository(os.fsdecode(path).lstrip("/")))
+    def open_repository(self, path: str) -> BackendRepo:
+        """Open ``path`` relative to the root (dulwich passes it, as bytes, with a leading /)."""
+        return super().open_repository(os.fsdecode(path).lstrip("/"))
 
 
 class ThreadingWSGIServer(ThreadingMixIn, WSGIServerLogger):

@@ -105,6 +105,8 @@ def run(
     return Timed(seconds, out, err)
 
 
-def git(*args: str, cwd: Path | None = None, timeout: float = 300.0, **extra: str) -> str:
-    """Run an untimed helper git command and return its stdout."""
-    return run(["git", *args], cwd=cwd, timeout=timeout, env=clean_env(extra or None)).stdout
+def git(
+    *args: str, cwd: Path | None = None, timeout: float = 300.0, env: dict[str, str] | None = None
+) -> str:
+    """Run an untimed helper git command (``env`` adds variables) and return its stdout."""
+    return run(["git", *args], cwd=cwd, timeout=timeout, env=clean_env(env)).stdout

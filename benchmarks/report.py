@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
 from gitcmd import CommandError, git, run
-from servers import Server, lighttpd_version
+from servers import LOG_MARKER, Server, lighttpd_version
 from workloads import Sample, Workload
 
 SUBJECT = "govc"
@@ -41,13 +42,18 @@ def paired_ratio(subject: list[Sample], baseline: list[Sample]) -> float | None:
     return median_or_none(ratios)
 
 
+def error_key(error: str) -> str:
+    """What makes two errors 'the same': the message without round numbers or the log tail."""
+    return re.sub(r"-r\d+\b", "-rN", error.split(LOG_MARKER, 1)[0])
+
+
 def distinct_errors(samples: list[Sample]) -> list[str]:
-    """The different error texts seen, first occurrence first."""
-    seen: list[str] = []
+    """The different errors seen (one representative each), first occurrence first."""
+    seen: dict[str, str] = {}
     for sample in samples:
-        if sample.error is not None and sample.error not in seen:
-            seen.append(sample.error)
-    return seen
+        if sample.error is not None:
+            seen.setdefault(error_key(sample.error), sample.error)
+    return list(seen.values())
 
 
 def summarize_server(samples: list[Sample]) -> dict[str, Any]:
@@ -137,7 +143,8 @@ def server_info(servers: list[Server]) -> dict[str, dict[str, Any]]:
             "url": s.url("corpus"),
             "setup_error": s.error,
             "seed_seconds": s.seed_seconds,
-            "peak_rss_kib": s.peak_rss_kib(),
+            "peak_rss_kib": s.memory_kib("VmHWM"),
+            "final_rss_kib": s.memory_kib("VmRSS"),
             "rss_note": s.rss_note,
             "protocol": s.protocol(),
             "create_repo": getattr(s, "api_create", None),
@@ -241,7 +248,10 @@ def server_notes(servers: dict[str, dict[str, Any]]) -> list[str]:
             parts.append(f"POST /api/v1/repos answered {info['create_repo']}")
         if info["peak_rss_kib"]:
             note = f" ({info['rss_note']})" if info["rss_note"] else ""
-            parts.append(f"peak RSS {info['peak_rss_kib'] / 1024:.0f} MiB{note}")
+            final = info["final_rss_kib"] or 0
+            parts.append(
+                f"RSS peak {info['peak_rss_kib'] / 1024:.0f} MiB, at end {final / 1024:.0f} MiB{note}"
+            )
         if info["setup_error"]:
             parts.append("SETUP FAILED (see Failures)")
         lines.append(", ".join(parts))

@@ -52,6 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--commits", type=int, default=corpus_mod.DEFAULT_COMMITS,
                    help="corpus size when building the default cached corpus")  # fmt: skip
     p.add_argument("--seed", type=int, default=corpus_mod.DEFAULT_SEED)
+    p.add_argument("--big", action="store_true",
+                   help=f"use the {corpus_mod.BIG_COMMITS}-commit corpus (>100k objects)")  # fmt: skip
     p.add_argument("--only", help="workloads by name or prefix, e.g. clone,fetch,push-small")
     p.add_argument("--servers", default=",".join(SERVER_NAMES), help="subset of servers")
     p.add_argument("--timeout", type=float, default=300.0, help="per git command, seconds")
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not names:
         raise SystemExit(f"unknown servers {sorted(unknown)}; choose from {SERVER_NAMES}")
     select(args.only)  # reject a bad --only before spending time on the corpus
-    corpus_path = ensure_corpus(args.corpus, args.commits, args.seed)
+    commits = corpus_mod.BIG_COMMITS if args.big else args.commits
+    corpus_path = ensure_corpus(args.corpus, commits, args.seed)
     scratch = Path(tempfile.mkdtemp(prefix="run-", dir=WORK_DIR))
     servers = make_servers(names, scratch / "servers", corpus_path, args.timeout, args.govc_python)
     atexit.register(stop_all, servers)

@@ -30,6 +30,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 READY_TIMEOUT = 60.0
 SEED_REPOS = ("corpus", "small")
+LOG_MARKER = "--- server log ---"
 ALL_REFS = ("refs/heads/*:refs/heads/*", "refs/tags/*:refs/tags/*")
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -133,7 +134,7 @@ class Server(ABC):
             if self.seeds_by_push:
                 self.seed_seconds = time.perf_counter() - started
         except (ServerError, CommandError, OSError) as exc:
-            self.error = f"server setup failed: {exc}\n--- server log ---\n{self.log_tail()}"
+            self.error = f"server setup failed: {exc}\n{LOG_MARKER}\n{self.log_tail()}"
 
     def wait_ready(self) -> None:
         """Poll the readiness URL; fail fast if the process exits."""
@@ -160,13 +161,13 @@ class Server(ABC):
         except OSError:
             return ""
 
-    def peak_rss_kib(self) -> int | None:
-        """Peak resident memory of the server's main process (Linux), for context."""
+    def memory_kib(self, field: str) -> int | None:
+        """A /proc memory figure (``VmHWM`` peak, ``VmRSS`` current) of the server process."""
         if self.proc is None or self.proc.poll() is not None:
             return None
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1])
         except OSError:
             return None

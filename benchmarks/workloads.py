@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gitcmd import CommandError, clean_env, git, run, tail
-from servers import ALL_REFS, Server
+from servers import ALL_REFS, LOG_MARKER, Server
 
 # Client-side housekeeping would add noise unrelated to the server under test.
 CLIENT_CONFIG = ("-c", "gc.auto=0", "-c", "maintenance.auto=false", "-c", "protocol.version=2")
@@ -109,7 +109,7 @@ class Workload(ABC):
             return self.measure(ctx, server, rnd, work)
         except (CommandError, VerifyError, OSError, ValueError, KeyError) as exc:
             state = server.alive() or "server still running"
-            return Sample(None, f"{exc}\n[{state}]\n--- server log ---\n{server.log_tail()}")
+            return Sample(None, f"{exc}\n[{state}]\n{LOG_MARKER}\n{server.log_tail()}")
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -242,9 +242,9 @@ def make_commit(repo: Path, path: str, stamp: str) -> str:
     content = git("cat-file", "blob", f"{parent}:{path}", cwd=repo) + f"# pushed by {stamp}\n"
     blob = run(["git", "hash-object", "-w", "--stdin"], cwd=repo, stdin=content).stdout.strip()
     index = {"GIT_INDEX_FILE": str(repo / "bench-index")}
-    git("read-tree", parent, cwd=repo, **index)
-    git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", cwd=repo, **index)
-    tree = git("write-tree", cwd=repo, **index).strip()
+    git("read-tree", parent, cwd=repo, env=index)
+    git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", cwd=repo, env=index)
+    tree = git("write-tree", cwd=repo, env=index).strip()
     env = clean_env(COMMIT_ENV)
     args = ["git", "commit-tree", tree, "-p", parent, "-m", f"Benchmark push ({stamp})"]
     return run(args, cwd=repo, env=env).stdout.strip()

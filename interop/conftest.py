@@ -763,3 +763,54 @@ def served(git: Git, history: Path, new_repo: Callable[..., str]) -> Served:
     url = new_repo()
     git("push", "-q", url, *ALL_REFSPECS, cwd=history)
     return Served(url, history)
+
+
+# --------------------------------------------------------------------------------------------
+# Checking, with stock git, what another client pushed
+
+
+def server_refs(git: Git, url: str) -> dict[str, str]:
+    """``{refname: oid}`` of every ref the server lists, without HEAD and peeled entries."""
+    return {
+        name: oid
+        for name, oid in git.ls_remote(url).items()
+        if name != "HEAD" and not name.endswith("^{}")
+    }
+
+
+def source_refs(git: Git, source: Path) -> dict[str, str]:
+    """``{refname: oid}`` of the branches and tags of a local repository (what it pushed)."""
+    return git.refs(source, "refs/heads/", "refs/tags/")
+
+
+def verify_pushed(
+    git: Git,
+    url: str,
+    dest: Path,
+    *,
+    branch: str,
+    commit: str,
+    files: Mapping[str, bytes],
+    message: str,
+    parent: str | None = None,
+) -> Path:
+    """Assert, with the real git, that the server's ``branch`` is exactly ``commit``.
+
+    Clones ``url`` into ``dest`` with ``branch`` checked out (``transfer.fsckObjects`` checks
+    every object received), runs ``git fsck --strict``, and checks the ref, the commit's
+    subject and first parent (``git log``) and the bytes of ``files`` in the work tree.
+    Returns the clone.
+    """
+    git("clone", "-q", "--branch", branch, url, dest)
+    git.fsck(dest)
+    assert git.rev_parse(dest, f"refs/remotes/origin/{branch}") == commit
+    assert git.rev_parse(dest, "HEAD") == commit
+    log = git("log", "-n", "1", "--format=%H%x00%P%x00%s", "HEAD", cwd=dest).stdout.strip()
+    oid, parents, subject = log.split("\0")
+    assert oid == commit, log
+    assert subject == message.splitlines()[0], log
+    if parent is not None:
+        assert parents.split()[:1] == [parent], f"{commit} should have first parent {parent}: {log}"
+    for path, content in files.items():
+        assert (dest / path).read_bytes() == content, f"{path} differs in a git clone of {url}"
+    return dest

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable
 
 AGENT = "govc/0.1.0"
+#: This server process's trace id, advertised as git's ``session-id`` (transfer.advertiseSID).
+SESSION_ID = f"govc-{secrets.token_hex(8)}"
 
 UPLOAD_PACK_V0 = (
     "multi_ack",
@@ -48,6 +51,7 @@ UPLOAD_PACK_V2 = (
     "server-option",
     "object-format=sha1",
     "object-info",
+    f"session-id={SESSION_ID}",
 )
 
 #: Arguments of the v2 ``fetch`` command that take no value and that govc understands.
