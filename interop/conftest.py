@@ -771,11 +771,8 @@ def served(git: Git, history: Path, new_repo: Callable[..., str]) -> Served:
 
 def server_refs(git: Git, url: str) -> dict[str, str]:
     """``{refname: oid}`` of every ref the server lists, without HEAD and peeled entries."""
-    return {
-        name: oid
-        for name, oid in git.ls_remote(url).items()
-        if name != "HEAD" and not name.endswith("^{}")
-    }
+    listed = git.ls_remote(url)
+    return {name: oid for name, oid in listed.items() if name != "HEAD" and not name.endswith("^{}")}
 
 
 def source_refs(git: Git, source: Path) -> dict[str, str]:
@@ -814,3 +811,112 @@ def verify_pushed(
     for path, content in files.items():
         assert (dest / path).read_bytes() == content, f"{path} differs in a git clone of {url}"
     return dest
+
+
+# --------------------------------------------------------------------------------------------
+# Shallow and partial clones; raw protocol v2 requests
+
+
+def shallow_commits(repo: Path) -> set[str]:
+    """The commit ids listed in the shallow file of ``repo`` (empty when it has full history)."""
+    git_dir = repo / ".git" if (repo / ".git").is_dir() else repo
+    path = git_dir / "shallow"
+    return set(path.read_text().split()) if path.exists() else set()
+
+
+def objects_present_and_missing(git: Git, repo: Path, *revs: str) -> tuple[set[str], set[str]]:
+    """(present, missing) object ids reachable from ``revs`` (default ``--all``) in ``repo``.
+
+    ``rev-list --missing=print`` never fetches lazily, so this shows what a partial clone holds
+    without changing it. Objects below a missing tree are in neither set (git cannot see them).
+    """
+    out = git("rev-list", "--objects", "--missing=print", *(revs or ("--all",)), cwd=repo).stdout
+    present: set[str] = set()
+    missing: set[str] = set()
+    for line in out.splitlines():
+        oid = line.split(" ", 1)[0]
+        if oid.startswith("?"):
+            missing.add(oid[1:])
+        else:
+            present.add(oid)
+    return present, missing
+
+
+def object_types(git: Git, repo: Path, oids: Sequence[str] | set[str]) -> dict[str, str]:
+    """``{oid: type}`` for objects that ``repo`` holds (never ask for a missing one: it would be
+    fetched lazily in a partial clone)."""
+    if not oids:
+        return {}
+    out = git(
+        "cat-file", "--batch-check=%(objectname) %(objecttype)", cwd=repo, input="\n".join(oids) + "\n"
+    ).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def stock_upload_pack_url(git: Git, source: Path) -> str:
+    """A ``file://`` URL to ``source`` served by stock git's own upload-pack, as an oracle.
+
+    Running the same clone or fetch against it shows what stock git hands out for the same
+    request. Filters and wants by id are enabled as on the reference server (the client's
+    ``-c`` options do not reach a local upload-pack, so they go in the repository's config).
+    """
+    for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+        git("config", key, "true", cwd=source)
+    return source.resolve().as_uri()
+
+
+FLUSH_PKT, DELIM_PKT, RESPONSE_END_PKT = 0, 1, 2
+
+
+def pkt_line(payload: str | bytes) -> bytes:
+    """One pkt-line carrying ``payload`` (a str is encoded as UTF-8)."""
+    data = payload.encode() if isinstance(payload, str) else payload
+    return b"%04x" % (len(data) + 4) + data
+
+
+def parse_pkt_lines(data: bytes) -> list[bytes | int]:
+    """Split a pkt-line stream: payloads as bytes, special packets as ``FLUSH_PKT`` (0),
+    ``DELIM_PKT`` (1) or ``RESPONSE_END_PKT`` (2). Trailing bytes that are not a whole
+    pkt-line (e.g. a pack) are returned as one last bytes item."""
+    items: list[bytes | int] = []
+    pos = 0
+    while pos < len(data):
+        head = data[pos : pos + 4]
+        try:
+            size = int(head, 16)
+        except ValueError:
+            items.append(data[pos:])
+            break
+        if size < 4:
+            items.append(size)
+            pos += 4
+            continue
+        items.append(data[pos + 4 : pos + size])
+        pos += size
+    return items
+
+
+def upload_pack_v2(url: str, body: bytes) -> tuple[int, bytes]:
+    """POST a protocol v2 request to ``url``'s ``git-upload-pack`` and return (status, body)."""
+    return http_request(
+        "POST",
+        f"{url}/git-upload-pack",
+        body,
+        {
+            "Content-Type": "application/x-git-upload-pack-request",
+            "Accept": "application/x-git-upload-pack-result",
+            "Git-Protocol": "version=2",
+        },
+    )
+
+
+def v2_capabilities(url: str) -> list[str]:
+    """The capability lines of ``url``'s protocol v2 advertisement (``version 2`` excluded)."""
+    status, body = http_request(
+        "GET", f"{url}/info/refs?service=git-upload-pack", headers={"Git-Protocol": "version=2"}
+    )
+    assert status == 200, (status, body[:500])
+    lines = [item for item in parse_pkt_lines(body) if isinstance(item, bytes)]
+    text = [line.decode().rstrip("\n") for line in lines]
+    assert "version 2" in text, f"no v2 advertisement: {text}"
+    return [line for line in text if line != "version 2" and not line.startswith("# service=")]

@@ -309,15 +309,21 @@ class ObjectGraph:
                 named.append(oid)
 
         have_commits: list[bytes] = []
+        have_others: set[bytes] = set()  # tags, trees and blobs the client says it has
         for oid in haves:
             if not self.objects.has(oid):
                 continue
             try:
-                peeled, type_num = self.peel(oid)
-            except CorruptObject:
+                while self.objects.type_of(oid) == OBJ_TAG:
+                    have_others.add(oid)
+                    oid = parse_tag_target(self.objects.get(oid)[1])[0]
+                type_num = self.objects.type_of(oid)
+            except (CorruptObject, KeyError):
                 continue
             if type_num == OBJ_COMMIT:
-                have_commits.append(peeled)
+                have_commits.append(oid)
+            else:
+                have_others.add(oid)
         uninteresting = self.ancestors(have_commits, cut=client_shallow) if have_commits else set()
 
         commits = self.ancestors(want_commits, stop=uninteresting, cut=shallow)
@@ -329,8 +335,12 @@ class ObjectGraph:
             for p in self.commit(c).parents:
                 if p in uninteresting:
                     boundary.add(p)
-        known: set[bytes] = set()
-        self.tree_closure((self.commit(b).tree for b in boundary), known)
+        known: set[bytes] = set(have_others)
+        self.tree_closure(
+            [self.commit(b).tree for b in boundary]
+            + [o for o in have_others if self.objects.type_of(o) == OBJ_TREE],
+            known,
+        )
         known.update(uninteresting)
 
         keep = object_filter
@@ -339,12 +349,12 @@ class ObjectGraph:
             sent.update(ordered)
             order.extend(ordered)
         for t in tags:
-            if t not in sent:
+            if t not in sent and t not in known:
                 sent.add(t)
                 order.append(t)
         trees_and_blobs: list[bytes] = []
         for oid in named:
-            if oid not in sent:
+            if oid not in sent and oid not in known:
                 sent.add(oid)
                 trees_and_blobs.append(oid)
         roots = [self.commit(c).tree for c in ordered]
