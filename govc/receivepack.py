@@ -64,7 +64,7 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
     messages: list[str] = []
     pack: StoredPack | None = None
     unpack_error: str | None = None
-    collected = LinkCollector()
+    collected = LinkCollector(repo.graph)
     if req.expects_pack or pack_data:
         try:
             pack = repo.objects.index_pack(pack_data, collected)

@@ -7,8 +7,9 @@ walk dictionaries instead of inflating and parsing objects again.
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import deque
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable, Sequence, Set
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,44 +77,35 @@ def parse_tag_target(raw: bytes) -> tuple[bytes, int]:
     return target, type_num
 
 
-def tree_children(raw: bytes) -> tuple[tuple[bytes, bool], ...]:
-    """A tree's entries as (oid, is_tree), without submodule links (gitlinks)."""
-    try:
-        parsed = parse_tree(raw, 20)
-    except Exception as e:
-        raise CorruptObject(f"malformed tree: {e}") from None
-    return tuple(
-        (sha, (mode & 0o170000) == TREE_MODE)
-        for _name, mode, sha in parsed
-        if (mode & 0o170000) != GITLINK_MODE
-    )
-
-
 class LinkCollector:
     """Collects, while a pack is indexed, what each received object points at.
 
     Connectivity is then checked without inflating anything twice, and the parsed commits and
-    trees can prime an :class:`ObjectGraph` once the pack is accepted.
+    trees prime the :class:`ObjectGraph` once the pack is accepted. Links are kept as the graph's
+    object numbers, the form the graph caches them in.
     """
 
-    def __init__(self) -> None:
-        self.links: dict[bytes, tuple[bytes, ...]] = {}
+    def __init__(self, graph: ObjectGraph) -> None:
+        self.graph = graph
+        self.links: dict[int, Sequence[int]] = {}
         self.commits: dict[bytes, CommitInfo] = {}
-        self.trees: dict[bytes, tuple[tuple[bytes, bool], ...]] = {}
+        self.trees: dict[int, array] = {}
 
     def __call__(self, oid: bytes, type_num: int, content: bytes) -> None:
+        g = self.graph
+        i = g.intern(oid)
         if type_num == OBJ_COMMIT:
-            info = parse_commit(content)
-            self.commits[oid] = info
-            self.links[oid] = (info.tree, *info.parents)
+            info = g.canonical_commit(parse_commit(content))
+            self.commits[g.oid(i)] = info
+            self.links[i] = (g.intern(info.tree), *(g.intern(p) for p in info.parents))
         elif type_num == OBJ_TREE:
-            entries = tree_children(content)
-            self.trees[oid] = entries
-            self.links[oid] = tuple(sha for sha, _ in entries)
+            kids = g.parse_tree_ids(content)
+            self.trees[i] = kids
+            self.links[i] = kids
         elif type_num == OBJ_TAG:
-            self.links[oid] = (parse_tag_target(content)[0],)
+            self.links[i] = (g.intern(parse_tag_target(content)[0]),)
         else:
-            self.links[oid] = ()
+            self.links[i] = ()
 
     def first_missing(self, tips: Iterable[bytes], stored: ObjectReader) -> bytes | None:
         """The first object reachable from ``tips`` that is neither received nor stored.
@@ -121,30 +113,85 @@ class LinkCollector:
         Stored objects are complete by induction (every earlier write was checked), so the walk
         never enters them.
         """
-        seen: set[bytes] = set()
-        stack = list(tips)
+        g = self.graph
+        seen: set[int] = set()
+        stack = [g.intern(t) for t in tips]
         while stack:
-            oid = stack.pop()
-            if oid in seen:
+            i = stack.pop()
+            if i in seen:
                 continue
-            seen.add(oid)
-            if stored.has(oid):
+            seen.add(i)
+            if stored.has(g.oid(i)):
                 continue
-            links = self.links.get(oid)
+            links = self.links.get(i)
             if links is None:
-                return oid
+                return g.oid(i)
             stack.extend(links)
         return None
 
 
 class ObjectGraph:
-    """Reachability over one object reader, with parse caches shared by all requests."""
+    """Reachability over one object reader, with parse caches shared by all requests.
+
+    Objects the graph has seen get small integer numbers; a tree's children are cached as an
+    ``array`` of those numbers and whether a number is a tree as one byte, so the cache of a
+    repository's trees costs a few bytes per entry instead of a Python object per entry.
+    """
 
     def __init__(self, objects: ObjectReader) -> None:
         self.objects = objects
         self._commits: dict[bytes, CommitInfo] = {}
-        self._trees: dict[bytes, tuple[tuple[bytes, bool], ...]] = {}
+        self._numbers: dict[bytes, int] = {}
+        self._oids: list[bytes] = []
+        self._is_tree = bytearray()
+        self._trees: dict[int, array] = {}
         self._lock = threading.Lock()
+
+    # -- object numbers ----------------------------------------------------------------------
+
+    def intern(self, oid: bytes) -> int:
+        i = self._numbers.get(oid)
+        if i is None:
+            with self._lock:
+                i = self._numbers.get(oid)
+                if i is None:
+                    i = len(self._oids)
+                    self._oids.append(oid)
+                    self._is_tree.append(0)
+                    self._numbers[oid] = i
+        return i
+
+    def oid(self, number: int) -> bytes:
+        return self._oids[number]
+
+    def canonical_commit(self, info: CommitInfo) -> CommitInfo:
+        """The same commit with its ids replaced by the graph's shared ``bytes`` objects."""
+        return CommitInfo(
+            self._oids[self.intern(info.tree)],
+            tuple(self._oids[self.intern(p)] for p in info.parents),
+            info.time,
+        )
+
+    def parse_tree_ids(self, raw: bytes) -> array:
+        """A tree's children as object numbers (submodule links skipped), noting which are trees."""
+        try:
+            parsed = parse_tree(raw, 20)
+        except Exception as e:
+            raise CorruptObject(f"malformed tree: {e}") from None
+        kids = array("I")
+        intern = self.intern
+        is_tree = self._is_tree
+        for _name, mode, sha in parsed:
+            kind = mode & 0o170000
+            if kind == GITLINK_MODE:
+                continue
+            i = intern(sha)
+            if kind == TREE_MODE:
+                is_tree[i] = 1
+            kids.append(i)
+        return kids
+
+    # -- parsed objects ----------------------------------------------------------------------
 
     def commit(self, oid: bytes) -> CommitInfo:
         info = self._commits.get(oid)
@@ -152,23 +199,29 @@ class ObjectGraph:
             type_num, raw = self.objects.get(oid)
             if type_num != OBJ_COMMIT:
                 raise CorruptObject(f"{oid.decode()} is not a commit")
-            info = parse_commit(raw)
-            self._commits[oid] = info
+            info = self._commits[oid] = self.canonical_commit(parse_commit(raw))
         return info
+
+    def _tree_ids(self, number: int) -> array:
+        kids = self._trees.get(number)
+        if kids is None:
+            type_num, raw = self.objects.get(self._oids[number])
+            if type_num != OBJ_TREE:
+                raise CorruptObject(f"{self._oids[number].decode()} is not a tree")
+            self._is_tree[number] = 1
+            kids = self._trees[number] = self.parse_tree_ids(raw)
+        return kids
 
     def tree(self, oid: bytes) -> tuple[tuple[bytes, bool], ...]:
         """Children of a tree as (oid, is_tree); submodule entries (gitlinks) are skipped."""
-        entries = self._trees.get(oid)
-        if entries is None:
-            type_num, raw = self.objects.get(oid)
-            if type_num != OBJ_TREE:
-                raise CorruptObject(f"{oid.decode()} is not a tree")
-            entries = self._trees[oid] = tree_children(raw)
-        return entries
+        kids = self._tree_ids(self.intern(oid))
+        return tuple((self._oids[k], bool(self._is_tree[k])) for k in kids)
 
     def adopt(self, collected: LinkCollector) -> None:
         """Keep what a push already parsed, so the next fetch does not parse it again."""
         self._commits.update(collected.commits)
+        for number in collected.trees:
+            self._is_tree[number] = 1
         self._trees.update(collected.trees)
 
     def peel(self, oid: bytes) -> tuple[bytes, int]:
@@ -263,16 +316,23 @@ class ObjectGraph:
             stack.extend(info.parents)
         return False
 
-    def tree_closure(self, roots: Iterable[bytes], into: set[bytes]) -> None:
-        """Add every tree and blob reachable from ``roots`` (trees) to ``into``."""
+    def _closure_ids(self, roots: Iterable[int], into: set[int]) -> None:
+        """Add every tree and blob reachable from the trees ``roots`` to ``into``."""
+        is_tree = self._is_tree
         stack = [r for r in roots if r not in into]
         into.update(stack)
         while stack:
-            for child, is_tree in self.tree(stack.pop()):
+            for child in self._tree_ids(stack.pop()):
                 if child not in into:
                     into.add(child)
-                    if is_tree:
+                    if is_tree[child]:
                         stack.append(child)
+
+    def tree_closure(self, roots: Iterable[bytes], into: set[bytes]) -> None:
+        """Add every tree and blob reachable from ``roots`` (trees) to ``into``."""
+        found: set[int] = set()
+        self._closure_ids((self.intern(r) for r in roots), found)
+        into.update(self._oids[i] for i in found)
 
     def objects_to_send(
         self,
@@ -335,13 +395,12 @@ class ObjectGraph:
             for p in self.commit(c).parents:
                 if p in uninteresting:
                     boundary.add(p)
-        known: set[bytes] = set(have_others)
-        self.tree_closure(
-            [self.commit(b).tree for b in boundary]
-            + [o for o in have_others if self.objects.type_of(o) == OBJ_TREE],
-            known,
+        known_ids: set[int] = {self.intern(o) for o in have_others}
+        self._closure_ids(
+            [self.intern(self.commit(b).tree) for b in boundary]
+            + [self.intern(o) for o in have_others if self.objects.type_of(o) == OBJ_TREE],
+            known_ids,
         )
-        known.update(uninteresting)
 
         keep = object_filter
         sent: set[bytes] = set()
@@ -349,27 +408,33 @@ class ObjectGraph:
             sent.update(ordered)
             order.extend(ordered)
         for t in tags:
-            if t not in sent and t not in known:
+            if t not in sent and self.intern(t) not in known_ids:
                 sent.add(t)
                 order.append(t)
-        trees_and_blobs: list[bytes] = []
+        sent_ids: set[int] = set()
+        out: list[int] = []
+        named_trees: list[int] = []
         for oid in named:
-            if oid not in sent and oid not in known:
-                sent.add(oid)
-                trees_and_blobs.append(oid)
-        roots = [self.commit(c).tree for c in ordered]
-        roots += [oid for oid in named if self.objects.type_of(oid) == OBJ_TREE]
+            i = self.intern(oid)
+            if i not in sent_ids and i not in known_ids:
+                sent_ids.add(i)
+                out.append(i)
+                if self.objects.type_of(oid) == OBJ_TREE:
+                    named_trees.append(i)
+        roots = [self.intern(self.commit(c).tree) for c in ordered] + named_trees
         if keep is None:
-            self._walk_all(roots, sent, known, trees_and_blobs)
+            self._walk_all(roots, sent_ids, known_ids, out)
         else:
-            self._walk_filtered(roots, sent, known, trees_and_blobs, keep, sizes)
-        order.extend(trees_and_blobs)
+            self._walk_filtered(roots, sent_ids, known_ids, out, keep, sizes)
+        oids = self._oids
+        order.extend(oids[i] for i in out)
+        known = {oids[i] for i in known_ids}
+        known.update(uninteresting)
         return order, known
 
-    def _walk_all(
-        self, roots: list[bytes], sent: set[bytes], known: Set[bytes], out: list[bytes]
-    ) -> None:
-        walked: set[bytes] = set()
+    def _walk_all(self, roots: list[int], sent: set[int], known: set[int], out: list[int]) -> None:
+        is_tree = self._is_tree
+        walked: set[int] = set()
         for root in roots:
             # Trees wanted by name are already in ``sent`` but still need their contents.
             if root in known or root in walked:
@@ -380,26 +445,27 @@ class ObjectGraph:
                 out.append(root)
             stack = [root]
             while stack:
-                for child, is_tree in self.tree(stack.pop()):
+                for child in self._tree_ids(stack.pop()):
                     if child in sent or child in known:
                         continue
                     sent.add(child)
                     out.append(child)
-                    if is_tree:
+                    if is_tree[child]:
                         stack.append(child)
 
     def _walk_filtered(
         self,
-        roots: list[bytes],
-        sent: set[bytes],
-        known: Set[bytes],
-        out: list[bytes],
+        roots: list[int],
+        sent: set[int],
+        known: set[int],
+        out: list[int],
         keep: ObjectFilter,
         sizes: Callable[[bytes], int] | None,
     ) -> None:
         """The walk with a partial-clone filter; a tree first met deep and later shallower is
         walked again, since the filter's verdict depends on depth."""
-        best_depth: dict[bytes, int] = {}
+        is_tree = self._is_tree
+        best_depth: dict[int, int] = {}
         size_of = sizes if sizes is not None else (lambda oid: len(self.objects.get(oid)[1]))
         for root in roots:
             stack = [(root, 0)]
@@ -413,11 +479,11 @@ class ObjectGraph:
                     out.append(tree)
                 if not keep.descend(depth):
                     continue
-                for child, is_tree in self.tree(tree):
-                    if is_tree:
+                for child in self._tree_ids(tree):
+                    if is_tree[child]:
                         stack.append((child, depth + 1))
                     elif child not in sent and child not in known:
-                        size = size_of(child) if keep.needs_sizes else 0
+                        size = size_of(self._oids[child]) if keep.needs_sizes else 0
                         if keep.include(OBJ_BLOB, depth + 1, size):
                             sent.add(child)
                             out.append(child)
