@@ -21,6 +21,11 @@ from storage.packs import (
 )
 
 
+#: One delta-base cache for the whole process: its bound is a memory budget for the server, not
+#: per repository (keys include the pack, so repositories never see each other's entries).
+SHARED_DELTA_CACHE = DeltaBaseCache(32 << 20)
+
+
 @dataclass(frozen=True, slots=True)
 class PackedRecord:
     """An object as stored: what a pack writer needs to copy it without recompressing.
@@ -44,7 +49,7 @@ class MemoryObjectStore:
     def __init__(self) -> None:
         self._packs: list[StoredPack] = []
         self._loose: dict[bytes, tuple[int, int, bytes]] = {}  # oid -> (type, size, zlib data)
-        self._cache = DeltaBaseCache()
+        self._cache = SHARED_DELTA_CACHE
         self._lock = threading.Lock()
 
     # -- reading -----------------------------------------------------------------------------
@@ -151,7 +156,7 @@ class QuarantineView:
     def __init__(self, store: MemoryObjectStore, pack: StoredPack) -> None:
         self.store = store
         self.pack = pack
-        self._cache = DeltaBaseCache(16 << 20)
+        self._cache = SHARED_DELTA_CACHE
 
     def has(self, oid: bytes) -> bool:
         return oid in self.pack.by_oid or self.store.has(oid)

@@ -9,6 +9,7 @@ stored data and stored deltas into its response without inflating and deflating 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import struct
 import threading
 from array import array
@@ -38,6 +39,8 @@ COMPRESSION_LEVEL = 1
 #: Largest object a push may carry (after inflation and delta application). Git has no default
 #: limit; a memory-first server needs one so that a small hostile pack cannot exhaust RAM.
 MAX_OBJECT_SIZE = 1 << 30
+
+_SERIALS = itertools.count(1)
 
 ExternalResolver = Callable[[bytes], tuple[int, bytes]]
 #: Called once per object of a pack being indexed, with its id, type and full content; the one
@@ -202,7 +205,7 @@ def inflate_exact(compressed: bytes | memoryview, size: int) -> bytes:
 class StoredPack:
     """A pack's bytes plus its index; positions (0..n-1) follow pack offset order."""
 
-    __slots__ = ("by_oid", "checksum", "data", "name", "offsets", "oids", "sizes", "types")
+    __slots__ = ("by_oid", "checksum", "data", "name", "offsets", "oids", "serial", "sizes", "types")
 
     def __init__(
         self, data: bytes, oids: list[bytes], offsets: array, types: bytearray, sizes: array
@@ -215,6 +218,7 @@ class StoredPack:
         self.by_oid = {oid: i for i, oid in enumerate(oids)}
         self.checksum = data[-20:]
         self.name = self.checksum.hex()
+        self.serial = next(_SERIALS)  # cache key: unlike id(), never reused by a later pack
 
     def __len__(self) -> int:
         return len(self.oids)
@@ -450,7 +454,7 @@ def read_pack_object(
     """Type and content of the object at ``pos``, applying its delta chain."""
     chain: list[tuple[int, bytes]] = []
     data = pack.data
-    key_base = id(pack)
+    key_base = pack.serial
     base_type = 0
     content: bytes | None = None
     cur = pos
