@@ -20,7 +20,6 @@ from storage.packs import (
     read_pack_object,
 )
 
-
 #: One delta-base cache for the whole process: its bound is a memory budget for the server, not
 #: per repository (keys include the pack, so repositories never see each other's entries).
 SHARED_DELTA_CACHE = DeltaBaseCache(32 << 20)
