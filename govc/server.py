@@ -7,14 +7,13 @@ work runs in worker threads, and responses are streamed as the pack is produced.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import zlib
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from govc.receivepack import encode_outcome, receive
 from govc.registry import Registry, RepositoryExists, RepositoryNameError, normalize_name
@@ -96,52 +95,30 @@ async def info_refs(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, headers=headers)
 
 
-class _Inflater:
-    """Undo ``Content-Encoding: gzip`` unless aiohttp already did (it may, depending on config)."""
-
-    def __init__(self, encoding: str) -> None:
-        self._enabled = encoding.lower() in ("gzip", "x-gzip", "deflate")
-        self._decided = not self._enabled
-        self._d: zlib._Decompress | None = None
-
-    def __call__(self, chunk: bytes) -> bytes:
-        if not self._decided:
-            self._decided = True
-            if chunk[:2] == b"\x1f\x8b":
-                self._d = zlib.decompressobj(31)
-            elif chunk[:1] == b"\x78":
-                self._d = zlib.decompressobj()
-        if self._d is None:
-            return chunk
-        try:
-            return self._d.decompress(chunk)
-        except zlib.error as e:
-            raise ProtocolError(f"bad compressed request body: {e}") from None
-
-
 async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives, giving up on a client that stalls."""
+    """The request body as it arrives (``Content-Encoding: gzip`` already undone by aiohttp),
+    giving up on a client that stalls."""
     while True:
         try:
             async with asyncio.timeout(request.app[CONFIG].body_idle_timeout):
                 chunk = await request.content.read(READ_CHUNK)
         except TimeoutError:
             raise web.HTTPRequestTimeout(text="request body stalled; giving up\n") from None
+        except RequestPayloadError as e:  # e.g. a corrupt gzip body (aiohttp inflates it for us)
+            raise web.HTTPBadRequest(text=f"unreadable request body: {e}\n") from None
         if not chunk:
             return
         yield chunk
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
-    inflate = _Inflater(request.headers.get("Content-Encoding", ""))
     parts: list[bytes] = []
     size = 0
     async for chunk in _body_chunks(request):
-        data = inflate(chunk)
-        size += len(data)
+        size += len(chunk)
         if size > limit:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
-        parts.append(data)
+        parts.append(chunk)
     return b"".join(parts)
 
 
@@ -199,12 +176,11 @@ async def receive_pack(request: web.Request) -> web.StreamResponse:
 
 async def _receive(request: web.Request, repo: Repository) -> web.Response:
     parser = PushRequestParser()
-    inflate = _Inflater(request.headers.get("Content-Encoding", ""))
     pack_parts: list[bytes] = []
     size = 0
     try:
         async for chunk in _body_chunks(request):
-            data = inflate(chunk)
+            data = chunk
             size += len(data)
             if size > MAX_PUSH:
                 raise web.HTTPRequestEntityTooLarge(max_size=MAX_PUSH, actual_size=size)
@@ -240,7 +216,7 @@ async def create_repo(request: web.Request) -> web.Response:
         name = payload["name"]
         if not isinstance(name, str):
             raise TypeError
-    except (json.JSONDecodeError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError):  # bad JSON, bad UTF-8, wrong shape
         return web.json_response(
             {"error": "bad_request", "message": 'expected {"name": "<name>"}'}, status=400
         )

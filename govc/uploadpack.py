@@ -302,7 +302,7 @@ def upload_pack_v0(repo: Repository, body: bytes) -> Iterator[bytes]:
     except FetchRefused as e:
         yield error_line(str(e))
         return
-    if plan.sends_shallow_info:
+    if req.deepens:  # unlike v2, a v0 client that only lists its shallow commits expects no section
         yield v0_shallow_section(plan.new_shallow, plan.unshallow)
     neg = _negotiate(repo, req)
     acks, send_pack = v0_acks(req, neg)
@@ -353,7 +353,7 @@ def ls_refs(repo: Repository, cmd: V2Command) -> bytes:
         head = repo.refs.get("HEAD")
         if head is not None:
             entries.append(LsRefsEntry("HEAD", head, target if req.symrefs else None))
-        elif req.unborn and target:
+        elif req.unborn and req.symrefs and target:
             entries.append(LsRefsEntry("HEAD", None, target if req.symrefs else None))
     peeled = peeled_tags(repo) if req.peel else {}
     for name, oid in repo.refs.items():

@@ -16,8 +16,8 @@ from interop.conftest import (
     Git,
     Served,
     big_text,
-    objects_present_and_missing,
     object_types,
+    objects_present_and_missing,
     shallow_commits,
     stock_upload_pack_url,
 )

@@ -12,8 +12,8 @@ BAND_ERROR = 3
 
 #: side-band-64k: one byte of band number inside a maximal packet.
 MAX_SIDEBAND_DATA = MAX_PAYLOAD - 1  # 65515
-#: plain side-band (pre-64k clients): 1000-byte packets.
-MAX_SIDEBAND_SMALL = 999
+#: plain side-band (pre-64k clients): packets of at most 1000 bytes, as git sends them.
+MAX_SIDEBAND_SMALL = 995
 
 
 def sideband_packets(band: int, data: bytes, limit: int = MAX_SIDEBAND_DATA) -> Iterator[bytes]:

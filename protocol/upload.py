@@ -106,6 +106,8 @@ def parse_v0_request(body: bytes) -> FetchRequest:
             oid, _, caps = rest.partition(b" ")
             if not req.wants and caps:
                 req.capabilities = parse_capability_list(caps)
+                # v0 says "deepen relative to my shallow boundary" as a capability, v2 as a line.
+                req.deepen_relative = "deepen-relative" in req.capabilities
             req.wants.append(parse_oid(oid))
         elif line.startswith(b"have "):
             req.haves.append(parse_oid(line[5:].split(b" ", 1)[0]))
@@ -325,7 +327,7 @@ def v0_acks(req: FetchRequest, neg: Negotiation) -> tuple[bytes, bool]:
     if multi_ack == "multi_ack_detailed" and neg.ready and last is not None:
         out.append(encode_line(b"ACK " + last + b" ready"))
         sent_ready = True
-    if not req.haves or multi_ack:
+    if not neg.common or multi_ack:
         out.append(encode_line(b"NAK"))
     if req.has("no-done") and sent_ready and last is not None:
         out.append(encode_line(b"ACK " + last))

@@ -87,46 +87,57 @@ class LinkCollector:
 
     def __init__(self, graph: ObjectGraph) -> None:
         self.graph = graph
-        self.links: dict[int, Sequence[int]] = {}
+        self.kinds: dict[int, int] = {}  # type of each received object
+        self.links: dict[int, tuple[Sequence[int], bytes]] = {}  # children and their expected types
         self.commits: dict[bytes, CommitInfo] = {}
         self.trees: dict[int, array] = {}
 
     def __call__(self, oid: bytes, type_num: int, content: bytes) -> None:
         g = self.graph
         i = g.intern(oid)
+        self.kinds[i] = type_num
         if type_num == OBJ_COMMIT:
             info = g.canonical_commit(parse_commit(content))
             self.commits[g.oid(i)] = info
-            self.links[i] = (g.intern(info.tree), *(g.intern(p) for p in info.parents))
+            parents = [g.intern(p) for p in info.parents]
+            self.links[i] = ((g.intern(info.tree), *parents),
+                             bytes([OBJ_TREE] + [OBJ_COMMIT] * len(parents)))
         elif type_num == OBJ_TREE:
-            kids = g.parse_tree_ids(content)
+            expect = bytearray()
+            kids = g.parse_tree_ids(content, expect)
             self.trees[i] = kids
-            self.links[i] = kids
+            self.links[i] = (kids, bytes(expect))
         elif type_num == OBJ_TAG:
-            self.links[i] = (g.intern(parse_tag_target(content)[0]),)
-        else:
-            self.links[i] = ()
+            target, target_type = parse_tag_target(content)
+            self.links[i] = ((g.intern(target),), bytes([target_type]))
 
     def first_missing(self, tips: Iterable[bytes], stored: ObjectReader) -> bytes | None:
-        """The first object reachable from ``tips`` that is neither received nor stored.
+        """The first object reachable from ``tips`` that is neither received nor stored, or that
+        is not of the type its referrer says (a commit whose tree is a blob): git's "missing
+        necessary objects".
 
         Stored objects are complete by induction (every earlier write was checked), so the walk
         never enters them.
         """
         g = self.graph
         seen: set[int] = set()
-        stack = [g.intern(t) for t in tips]
+        stack: list[tuple[int, int]] = [(g.intern(t), 0) for t in tips]
         while stack:
-            i = stack.pop()
+            i, expected = stack.pop()
             if i in seen:
                 continue
             seen.add(i)
-            if stored.has(g.oid(i)):
+            kind = self.kinds.get(i)
+            if kind is None:
+                oid = g.oid(i)
+                if not stored.has(oid) or (expected and stored.type_of(oid) != expected):
+                    return oid
                 continue
-            links = self.links.get(i)
-            if links is None:
+            if expected and kind != expected:
                 return g.oid(i)
-            stack.extend(links)
+            links = self.links.get(i)
+            if links is not None and not stored.has(g.oid(i)):
+                stack.extend(zip(links[0], links[1], strict=True))
         return None
 
 
@@ -172,8 +183,9 @@ class ObjectGraph:
             info.time,
         )
 
-    def parse_tree_ids(self, raw: bytes) -> array:
-        """A tree's children as object numbers (submodule links skipped), noting which are trees."""
+    def parse_tree_ids(self, raw: bytes, kinds: bytearray | None = None) -> array:
+        """A tree's children as object numbers (submodule links skipped), noting which are trees;
+        ``kinds`` receives the type each entry's mode says it has."""
         try:
             parsed = parse_tree(raw, 20)
         except Exception as e:
@@ -189,6 +201,8 @@ class ObjectGraph:
             if kind == TREE_MODE:
                 is_tree[i] = 1
             kids.append(i)
+            if kinds is not None:
+                kinds.append(OBJ_TREE if kind == TREE_MODE else OBJ_BLOB)
         return kids
 
     # -- parsed objects ----------------------------------------------------------------------

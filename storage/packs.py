@@ -363,21 +363,34 @@ class _PackIndexer:
                 )
                 self._resolve_below(oid, i, h.pack_type, raw)
         external: list[tuple[bytes, int, bytes]] = []
-        for base_oid in sorted(self.ref_children):
-            if base_oid not in self.ref_children:
-                continue
-            try:
-                if resolve_external is None:
-                    raise KeyError(base_oid)
-                tnum, content = resolve_external(base_oid)
-            except KeyError:
-                raise PackFormatError(
-                    f"pack has unresolved deltas (missing base object {base_oid.decode()})"
-                ) from None
-            external.append((base_oid, tnum, content))
-            self._resolve_below(base_oid, -1, tnum, content)
+        # A base missing from the store may still be a delta of this pack waiting on another
+        # external base, so keep going round while anything resolves.
+        progress = True
+        while self.ref_children and progress:
+            progress = False
+            for base_oid in sorted(self.ref_children):
+                if base_oid not in self.ref_children or resolve_external is None:
+                    continue
+                try:
+                    tnum, content = resolve_external(base_oid)
+                except KeyError:
+                    continue
+                external.append((base_oid, tnum, content))
+                self._resolve_below(base_oid, -1, tnum, content)
+                progress = True
+        if self.ref_children:
+            missing = min(self.ref_children).decode()
+            raise PackFormatError(f"pack has unresolved deltas (missing base object {missing})")
         if self.deltas:
             raise PackFormatError(f"pack has {len(self.deltas)} unresolved deltas")
+        seen: set[bytes] = set()
+        for oid in self.oids:
+            if oid in seen:
+                assert oid is not None
+                raise PackFormatError(f"pack contains object {oid.decode()} more than once")
+            seen.add(oid)  # type: ignore[arg-type]
+        # A base the store had but that this pack also carried needs no second copy.
+        external = [e for e in external if e[0] not in seen]
         oids = [oid for oid in self.oids if oid is not None]
         if not external:
             return StoredPack(self.data, oids, self.offsets, self.types, self.sizes)

@@ -49,8 +49,10 @@ class MemoryRefStore:
         return dict(self._symrefs)
 
     def set_symref(self, name: str, target: str) -> None:
-        if not is_valid_ref_name(target) or (name != "HEAD" and not is_valid_ref_name(name)):
+        if not target.startswith("refs/") or not is_valid_ref_name(target):
             raise InvalidRefName(target)
+        if name != "HEAD" and not is_valid_ref_name(name):
+            raise InvalidRefName(name)
         with self._lock:
             self._symrefs[name] = target
             self.version += 1
