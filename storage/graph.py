@@ -90,7 +90,7 @@ class LinkCollector:
         self.kinds: dict[int, int] = {}  # type of each received object
         self.links: dict[int, tuple[Sequence[int], bytes]] = {}  # children and their expected types
         self.commits: dict[bytes, CommitInfo] = {}
-        self.trees: dict[int, array] = {}
+        self.trees: dict[int, tuple[array, list[int]]] = {}
 
     def __call__(self, oid: bytes, type_num: int, content: bytes) -> None:
         g = self.graph
@@ -103,9 +103,11 @@ class LinkCollector:
             self.links[i] = ((g.intern(info.tree), *parents),
                              bytes([OBJ_TREE] + [OBJ_COMMIT] * len(parents)))
         elif type_num == OBJ_TREE:
-            expect = bytearray()
-            kids = g.parse_tree_ids(content, expect)
-            self.trees[i] = kids
+            kids, dirs = g.parse_tree_ids(content)
+            self.trees[i] = (kids, dirs)
+            expect = bytearray([OBJ_BLOB]) * len(kids)
+            for d in dirs:
+                expect[d] = OBJ_TREE
             self.links[i] = (kids, bytes(expect))
         elif type_num == OBJ_TAG:
             target, target_type = parse_tag_target(content)
@@ -183,27 +185,31 @@ class ObjectGraph:
             info.time,
         )
 
-    def parse_tree_ids(self, raw: bytes, kinds: bytearray | None = None) -> array:
-        """A tree's children as object numbers (submodule links skipped), noting which are trees;
-        ``kinds`` receives the type each entry's mode says it has."""
+    def parse_tree_ids(self, raw: bytes) -> tuple[array, list[int]]:
+        """A tree's children as object numbers (submodule links skipped) and the positions of
+        those that are trees. Nothing is recorded about the children: a received tree is not
+        trusted until its push is accepted (see :meth:`adopt`)."""
         try:
             parsed = parse_tree(raw, 20)
         except Exception as e:
             raise CorruptObject(f"malformed tree: {e}") from None
-        kids = array("I")
-        intern = self.intern
+        # Bulk operations (comprehensions, map over dict.get) rather than a per-entry loop:
+        # pushes parse every new tree and a large tree has hundreds of entries.
+        kinds = [mode & 0o170000 for _name, mode, _sha in parsed]
+        shas = [sha for _name, _mode, sha in parsed]
+        if GITLINK_MODE in kinds:
+            shas = [s for s, k in zip(shas, kinds, strict=True) if k != GITLINK_MODE]
+            kinds = [k for k in kinds if k != GITLINK_MODE]
+        numbers = list(map(self._numbers.get, shas))
+        if None in numbers:
+            numbers = [self.intern(sha) if n is None else n for n, sha in zip(numbers, shas, strict=True)]
+        dirs = [i for i, k in enumerate(kinds) if k == TREE_MODE]
+        return array("I", numbers), dirs
+
+    def _mark_trees(self, kids: array, dirs: list[int]) -> None:
         is_tree = self._is_tree
-        for _name, mode, sha in parsed:
-            kind = mode & 0o170000
-            if kind == GITLINK_MODE:
-                continue
-            i = intern(sha)
-            if kind == TREE_MODE:
-                is_tree[i] = 1
-            kids.append(i)
-            if kinds is not None:
-                kinds.append(OBJ_TREE if kind == TREE_MODE else OBJ_BLOB)
-        return kids
+        for i in dirs:
+            is_tree[kids[i]] = 1
 
     # -- parsed objects ----------------------------------------------------------------------
 
@@ -222,8 +228,10 @@ class ObjectGraph:
             type_num, raw = self.objects.get(self._oids[number])
             if type_num != OBJ_TREE:
                 raise CorruptObject(f"{self._oids[number].decode()} is not a tree")
+            kids, dirs = self.parse_tree_ids(raw)
             self._is_tree[number] = 1
-            kids = self._trees[number] = self.parse_tree_ids(raw)
+            self._mark_trees(kids, dirs)
+            self._trees[number] = kids
         return kids
 
     def tree(self, oid: bytes) -> tuple[tuple[bytes, bool], ...]:
@@ -234,9 +242,10 @@ class ObjectGraph:
     def adopt(self, collected: LinkCollector) -> None:
         """Keep what a push already parsed, so the next fetch does not parse it again."""
         self._commits.update(collected.commits)
-        for number in collected.trees:
+        for number, (kids, dirs) in collected.trees.items():
             self._is_tree[number] = 1
-        self._trees.update(collected.trees)
+            self._mark_trees(kids, dirs)
+            self._trees[number] = kids
 
     def peel(self, oid: bytes) -> tuple[bytes, int]:
         """Follow tags down to the first non-tag object."""
