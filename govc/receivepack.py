@@ -138,7 +138,8 @@ def encode_outcome(req: PushRequest, outcome: PushOutcome) -> Iterator[bytes]:
     wants_report = req.has("report-status") or req.has("report-status-v2")
     if req.has("side-band-64k"):
         for msg in outcome.messages:
-            yield sideband(BAND_PROGRESS, (msg + "\n").encode(), MAX_SIDEBAND_DATA)
+            yield sideband(BAND_PROGRESS, (msg + "\n").encode("utf-8", "surrogateescape"),
+                           MAX_SIDEBAND_DATA)
         if wants_report:
             yield sideband(BAND_DATA, report, MAX_SIDEBAND_DATA)
         yield FLUSH_PKT
