@@ -172,6 +172,11 @@ def check_object(oid: bytes, type_num: int, content: bytes) -> None:
 # commits and tags
 
 
+def _tolower(c: int) -> int:
+    """ASCII-only, like git's sane ctype (bytes above 0x7f are never letters)."""
+    return c | 0x20 if 0x41 <= c <= 0x5A else c
+
+
 def _at(buf: bytes, i: int) -> int:
     """``buf[i]``, or 0 past the end: git's object buffers carry a NUL after their last byte."""
     return buf[i] if i < len(buf) else 0
@@ -200,7 +205,7 @@ def _oid_line(buf: bytes, pos: int) -> bool:
 def _strtoumax(buf: bytes, p: int) -> tuple[int, int]:
     """C's ``strtoumax(buf + p, &end, 10)``: (value, end). Git reads ident dates with it."""
     i = p
-    while _at(buf, i) in b" \t\n\v\f\r" and i < len(buf):
+    while _at(buf, i) in b" \t\n\v\f\r":
         i += 1
     negative = False
     if _at(buf, i) in (0x2B, 0x2D):
@@ -336,7 +341,7 @@ def _fsck_tag(buf: bytes, found: _Findings) -> None:
         pos, err = _fsck_ident(buf, pos + 7, found)
     # missingTaggerEntry is info. An extra header after the tagger line is reported at "ignore"
     # level, and git then overwrites its error status with that report's 0: keep the quirk.
-    if pos < len(buf) and buf[pos] != 0x0A:
+    if pos < len(buf) and buf[pos] not in (0, 0x0A):
         found.errors.clear()
         err = False
     if err:
@@ -396,7 +401,7 @@ def _is_hfs_dot(name: bytes, needle: bytes) -> bool:
         return False
     for want in needle:
         c = next_char()
-        if c > 127 or (c | 0x20 if 0x41 <= c <= 0x5A else c) != want:
+        if c > 127 or _tolower(c) != want:
             return False
     c = next_char()
     return c == 0 or c == 0x2F
@@ -452,9 +457,7 @@ def _is_ntfs_dot(name: bytes, dotname: bytes, short_prefix: bytes) -> bool:
             if not 0x31 <= _at(name, i) <= 0x39:
                 return False
             saw_tilde = True
-        elif i >= 6 or c & 0x80:
-            return False
-        elif (c | 0x20 if 0x41 <= c <= 0x5A else c) != short_prefix[i]:
+        elif i >= 6 or c & 0x80 or _tolower(c) != short_prefix[i]:
             return False
         i += 1
     return _ntfs_tail(name, i)
@@ -490,11 +493,12 @@ def _less_than_slash(c: int) -> bool:
 def _verify_ordered(mode1: int, name1: bytes, mode2: int, name2: bytes, candidates: list[bytes]) -> int:
     """Tree order compares names as if directories ended in '/'; also finds a file and a
     directory of the same name that other entries keep apart ("a", "a.c", "a/")."""
-    n = min(len(name1), len(name2))
-    if name1[:n] < name2[:n]:
-        return 0
-    if name1[:n] > name2[:n]:
+    if name1 < name2:
+        if not name2.startswith(name1):
+            return 0  # they differ before either ends (the common case)
+    elif not name1.startswith(name2):
         return _TREE_UNORDERED
+    n = min(len(name1), len(name2))
     c1, c2 = _at(name1, n), _at(name2, n)
     if not c1 and not c2:
         return _TREE_HAS_DUPS
@@ -517,93 +521,95 @@ def _verify_ordered(mode1: int, name1: bytes, mode2: int, name2: bytes, candidat
     return 0 if c1 < c2 else _TREE_UNORDERED
 
 
+_MODES = {m: int(m, 8) for m in (b"100644", b"100755", b"40000", b"120000", b"160000")}
+
+
 def _tree_entry(buf: bytes, start: int) -> tuple[int, int, int] | None:
     """Git's ``decode_tree_entry``: (mode, name start, name end) or None when unreadable.
 
-    The mode is kept raw (not canonicalised) and cut to 16 bits, as fsck sees it.
+    The caller has checked that the buffer's 21st byte from the end is the NUL every last entry
+    has. The mode is kept raw (not canonicalised) and cut to 16 bits, as fsck sees it.
     """
-    n = len(buf)
-    if n - start < 23 or buf[n - 21]:
+    if len(buf) - start < 23:
         return None  # too-short tree object
     space = buf.find(b" ", start)
-    if space <= start or buf[start:space].strip(b"01234567"):
+    if space < 0:
         return None  # malformed mode in tree entry
+    mode = _MODES.get(buf[start:space])
+    if mode is None:
+        if space <= start or buf[start:space].strip(b"01234567"):
+            return None  # malformed mode in tree entry
+        mode = int(buf[start:space], 8) & 0xFFFF
     if buf[space + 1] == 0:
         return None  # empty filename in tree entry
-    end = buf.index(b"\0", space + 1)
-    return int(buf[start:space], 8) & 0xFFFF, space + 1, end
-
-
-def _tree_entries(buf: bytes):  # -> Iterator[tuple[int, bytes, bytes, int] | None]
-    """(mode, name, raw oid, entry start) per entry; a final None when the rest is unreadable."""
-    pos = 0
-    entry = _tree_entry(buf, 0) if buf else None
-    if buf and entry is None:
-        yield None
-        return
-    while pos < len(buf):
-        assert entry is not None
-        mode, name_start, name_end = entry
-        yield mode, buf[name_start:name_end], buf[name_end + 1 : name_end + 21], pos
-        pos = name_end + 21
-        if pos < len(buf):
-            entry = _tree_entry(buf, pos)
-            if entry is None:
-                yield None
-                return
+    return mode, space + 1, buf.index(b"\0", space + 1)
 
 
 def _special_names(name: bytes) -> tuple[bool, bool, bool]:
-    """(aliases .git, aliases .gitmodules, aliases .gitattributes), as fsck_tree tests them:
-    backslash-separated parts count too for .git and .gitmodules (they are separators on Windows)."""
+    """(aliases .git, aliases .gitmodules, aliases .gitattributes), as fsck_tree tests them. What
+    follows each backslash is tested too for .git and .gitmodules (a separator on Windows)."""
     dotgit = dotgitmodules = dotgitattributes = False
     if name[0] in _SPECIAL_START:
         dotgit = _is_dotgit(name)
         dotgitmodules = _is_dotgitmodules(name)
         dotgitattributes = _is_dotgitattributes(name)
-    if b"\\" in name:
-        for part in name.split(b"\\")[1:]:
-            dotgit = dotgit or _is_ntfs_dotgit(part)
-            dotgitmodules = dotgitmodules or _is_ntfs_dot(part, b"gitmodules", b"gi7eba")
+    backslash = name.find(b"\\")
+    while backslash >= 0:
+        rest = name[backslash + 1 :]
+        dotgit = dotgit or _is_ntfs_dotgit(rest)
+        dotgitmodules = dotgitmodules or _is_ntfs_dot(rest, b"gitmodules", b"gi7eba")
+        backslash = name.find(b"\\", backslash + 1)
     return dotgit, dotgitmodules, dotgitattributes
 
 
 def _fsck_tree(buf: bytes, found: _Findings, note: Callable[[str, bytes], None] | None) -> None:
     """Git's ``fsck_tree``; ``note(kind, blob oid)`` hears of non-symlink entries named
     ``.gitmodules``/``.gitattributes`` (``kind`` is "gitmodules" or "gitattributes")."""
+    if not buf:
+        return
     null_sha1 = full_path = dot = dotdot = dotgit = zero_pad = dups = unsorted = False
     o_mode, o_name = 0, b""
-    first = True
     candidates: list[bytes] = []
-    for entry in _tree_entries(buf):
-        if entry is None:
+    pos, size = 0, len(buf)
+    entry = _tree_entry(buf, 0) if size >= 21 and not buf[size - 21] else None
+    if entry is None:
+        found.report("badTree", "cannot be parsed as a tree")
+        return
+    while entry is not None:
+        mode, name_start, name_end = entry
+        name = buf[name_start:name_end]
+        next_pos = name_end + 21
+        null_sha1 = null_sha1 or buf.startswith(_NULL_OID, name_end + 1)
+        full_path = full_path or b"/" in name
+        if name[0] == 0x2E:
+            dot = dot or name == b"."
+            dotdot = dotdot or name == b".."
+        zero_pad = zero_pad or buf[pos] == 0x30
+        if name[0] in _SPECIAL_START or b"\\" in name:
+            is_git, is_modules, is_attributes = _special_names(name)
+            dotgit = dotgit or is_git
+            symlink = (mode & _S_IFMT) == _S_IFLNK
+            blob = buf[name_end + 1 : next_pos].hex().encode()
+            if is_modules:
+                if symlink:
+                    found.report("gitmodulesSymlink", ".gitmodules is a symbolic link")
+                elif note is not None:
+                    note("gitmodules", blob)
+            if is_attributes and not symlink and note is not None:
+                note("gitattributes", blob)  # as a symlink it is only info
+        next_entry = _tree_entry(buf, next_pos) if next_pos < size else None
+        if next_entry is None and next_pos < size:
             found.report("badTree", "cannot be parsed as a tree")
             break
-        mode, name, entry_oid, start = entry
-        null_sha1 = null_sha1 or entry_oid == _NULL_OID
-        full_path = full_path or b"/" in name
-        dot = dot or name == b"."
-        dotdot = dotdot or name == b".."
-        zero_pad = zero_pad or buf[start] == 0x30
-        is_git, is_modules, is_attributes = _special_names(name)
-        dotgit = dotgit or is_git
-        symlink = (mode & _S_IFMT) == _S_IFLNK
-        if is_modules:
-            if symlink:
-                found.report("gitmodulesSymlink", ".gitmodules is a symbolic link")
-            elif note is not None:
-                note("gitmodules", entry_oid.hex().encode())
-        if is_attributes and not symlink and note is not None:
-            note("gitattributes", entry_oid.hex().encode())  # a symlink is only info
-        # badFilemode is info since git 2.39.4: odd modes never refuse a push.
-        if not first:
+        # badFilemode is only info in the reference git: odd modes never refuse a push.
+        if pos:
             order = _verify_ordered(o_mode, o_name, mode, name, candidates)
             if order == _TREE_UNORDERED:
                 unsorted = True
             elif order == _TREE_HAS_DUPS:
                 dups = True
-        first = False
         o_mode, o_name = mode, name
+        pos, entry = next_pos, next_entry
     for flag, msg_id, message in (
         (null_sha1, "nullSha1", "contains entries pointing to null sha1"),
         (full_path, "fullPathname", "contains full pathnames"),
@@ -636,10 +642,6 @@ def _isalpha(c: int) -> bool:
 
 def _iskeychar(c: int) -> bool:
     return _isalpha(c) or 0x30 <= c <= 0x39 or c == 0x2D
-
-
-def _tolower(c: int) -> int:
-    return c | 0x20 if 0x41 <= c <= 0x5A else c
 
 
 class _ConfigReader:
@@ -890,8 +892,7 @@ def _fsck_gitmodules(buf: bytes, found: _Findings) -> None:
             found.report("gitmodulesUrl", f"disallowed submodule url: {_show(value)}")
         if key == b"path" and value.startswith(b"-"):
             found.report("gitmodulesPath", f"disallowed submodule path: {_show(value)}")
-        if key == b"update" and value.startswith(b"!") and value not in (b"none", b"checkout", b"rebase",
-                                                                        b"merge"):
+        if key == b"update" and value.startswith(b"!"):  # "!command": run by submodule update
             found.report("gitmodulesUpdate", f"disallowed submodule update setting: {_show(value)}")
 
     if not _ConfigReader(buf).parse(entry):
@@ -919,39 +920,50 @@ class GitmodulesTracker:
     def __init__(self) -> None:
         self._wanted: dict[bytes, set[str]] = {}  # blob oid -> {"gitmodules", "gitattributes"}
         self._done: set[bytes] = set()
-        self._not_blobs: dict[bytes, int] = {}
+        self._seen_types: dict[bytes, int] = {}  # received objects that are not blobs
 
     def check(self, oid: bytes, type_num: int, content: bytes) -> None:
-        """:func:`check_object` plus this tracker's bookkeeping, in one call per object."""
-        check_object(oid, type_num, content)
+        """:func:`check_object` plus this tracker's bookkeeping: one call per received object."""
         if type_num == OBJ_TREE:
-            self.note_tree(oid, content)
-        elif type_num == OBJ_BLOB:
+            self._seen_types[oid] = type_num
+            found = _Findings(oid)
+            _fsck_tree(bytes(content), found, self._want)
+            found.raise_first()
+            return
+        check_object(oid, type_num, content)
+        if type_num == OBJ_BLOB:
             self.check_blob(oid, content)
         else:
-            self._not_blobs[oid] = type_num
+            self._seen_types[oid] = type_num
 
     def note_tree(self, oid: bytes, content: bytes) -> None:
         """Remember which entries of this tree are ``.gitmodules``/``.gitattributes`` blobs."""
-        found = _Findings(oid)
-        _fsck_tree(bytes(content), found, lambda kind, blob: self._wanted.setdefault(blob, set()).add(kind))
+        self._seen_types[oid] = OBJ_TREE
+        _fsck_tree(bytes(content), _Findings(oid), self._want)
+
+    def _want(self, kind: str, blob: bytes) -> None:
+        self._wanted.setdefault(blob, set()).add(kind)
 
     def check_blob(self, oid: bytes, content: bytes) -> None:
-        """Check a blob some tree already named; other blobs wait for :meth:`finish`."""
+        """Check a blob some tree already named; any other blob waits for :meth:`finish`."""
         kinds = self._wanted.get(oid)
-        if kinds is None:
+        if kinds is None or oid in self._done:
             return
         self._done.add(oid)
         found = _Findings(oid)
         if "gitmodules" in kinds and len(content) > _GITMODULES_LARGE:
+            # index-pack streams such a blob without looking at it, then reports it so.
             found.report("gitmodulesLarge", ".gitmodules too large to parse")
         else:
-            self._check_content(kinds, bytes(content), found)
+            _check_named_blob(kinds, bytes(content), found)
         found.raise_first()
 
     def finish(self, lookup: Callable[[bytes], tuple[int, bytes] | bytes | None]) -> None:
-        """Check every named blob not yet seen. ``lookup(oid)`` returns ``(type_num, content)``
-        from the push or the store (plain ``bytes`` means a blob), or None when it has none."""
+        """Check every named blob not checked yet, then forget them all.
+
+        ``lookup(oid)`` gets an object from the push or the store: ``(type_num, content)``, plain
+        ``bytes`` for a blob, or None when neither has it.
+        """
         try:
             for kind in ("gitmodules", "gitattributes"):
                 for oid, kinds in self._wanted.items():
@@ -959,28 +971,28 @@ class GitmodulesTracker:
                         continue
                     self._done.add(oid)
                     found = _Findings(oid)
-                    got = lookup(oid)
+                    got = None if oid in self._seen_types else lookup(oid)
                     if isinstance(got, tuple):
                         type_num, content = got
                     elif got is None:
-                        type_num, content = self._not_blobs.get(oid, 0), b""
+                        type_num, content = self._seen_types.get(oid, 0), b""
                     else:
                         type_num, content = OBJ_BLOB, got
-                    if type_num == 0:
+                    if not type_num:
                         found.report(f"{kind}Missing", f"unable to read .{kind} blob")
                     elif type_num != OBJ_BLOB:
                         found.report(f"{kind}Blob", f"non-blob found at .{kind}")
                     else:
-                        self._check_content(kinds, bytes(content), found)
+                        _check_named_blob(kinds, bytes(content), found)
                     found.raise_first()
         finally:
             self._wanted.clear()
             self._done.clear()
-            self._not_blobs.clear()
+            self._seen_types.clear()
 
-    @staticmethod
-    def _check_content(kinds: set[str], content: bytes, found: _Findings) -> None:
-        if "gitmodules" in kinds:
-            _fsck_gitmodules(content, found)
-        if "gitattributes" in kinds:
-            _fsck_gitattributes(content, found)
+
+def _check_named_blob(kinds: set[str], content: bytes, found: _Findings) -> None:
+    if "gitmodules" in kinds:
+        _fsck_gitmodules(content, found)
+    if "gitattributes" in kinds:
+        _fsck_gitattributes(content, found)
