@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -12,6 +13,8 @@ from aiohttp import web
 
 from govc.registry import Registry
 from govc.server import ServerConfig, make_app
+from storage.disk import DataDirectory
+from storage.errors import StorageError
 
 DEFAULT_PORT = 4870
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
@@ -52,12 +55,24 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_cre
     """
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    where = "memory only"
+    directory: DataDirectory | None = None
+    where = "memory only, nothing is written to disk"
+    started = time.monotonic()
     if not memory:
         data_dir = data_dir or default_data_dir()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        where = f"data directory {data_dir} (persistence arrives with the durable backend)"
-    app = make_app(Registry(), ServerConfig(auto_create=not no_auto_create))
+        try:
+            directory = DataDirectory(data_dir)
+            registry = Registry(directory)
+        except StorageError as e:
+            raise click.ClickException(str(e)) from None
+        where = f"data directory {data_dir}"
+    else:
+        registry = Registry()
+    loaded = time.monotonic() - started
+    app = make_app(registry, ServerConfig(auto_create=not no_auto_create))
+    if directory is not None:
+        click.echo(f"loaded {len(registry)} repositories ({registry.object_count()} objects) "
+                   f"in {loaded:.2f}s")
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     click.echo(f"govc serving http://{shown}:{port}/ ({where})")
     click.echo(f"  clone with: git clone http://{shown}:{port}/<name>.git")

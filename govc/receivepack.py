@@ -16,8 +16,10 @@ from protocol.pktline import FLUSH_PKT
 from protocol.receive import PushRequest, RefCommand, RefResult, report_status
 from protocol.sideband import BAND_DATA, BAND_PROGRESS, MAX_SIDEBAND_DATA, sideband
 from storage.errors import CorruptObject, ObjectNotFound, RefError
+from storage.fsck import FsckError, GitmodulesTracker
 from storage.graph import LinkCollector
 from storage.interfaces import RefUpdate
+from storage.objects import QuarantineView
 from storage.packs import OBJ_COMMIT, PackFormatError, StoredPack
 from storage.refnames import is_valid_ref_name
 
@@ -29,6 +31,28 @@ class PushOutcome:
     unpack_error: str | None
     results: list[tuple[str, RefResult]]
     messages: list[str] = field(default_factory=list)  # band-2 lines, e.g. "error: ..."
+
+
+def _unpack(repo: Repository, pack_data: bytes, collected: LinkCollector) -> StoredPack:
+    """Index the pack into quarantine, fsck-ing and collecting links of every object on the way
+    (the one moment each object is inflated anyway)."""
+    fsck = GitmodulesTracker()
+
+    def visit(oid: bytes, type_num: int, content: bytes) -> None:
+        fsck.check(oid, type_num, content)
+        collected(oid, type_num, content)
+
+    pack = repo.objects.index_pack(pack_data, visit)
+    view = QuarantineView(repo.objects, pack)
+
+    def lookup(oid: bytes) -> tuple[int, bytes] | None:
+        try:
+            return view.get(oid)
+        except ObjectNotFound:
+            return None
+
+    fsck.finish(lookup)
+    return pack
 
 
 def _check_command(
@@ -67,10 +91,14 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
     collected = LinkCollector(repo.graph)
     if req.expects_pack or pack_data:
         try:
-            pack = repo.objects.index_pack(pack_data, collected)
+            pack = _unpack(repo, pack_data, collected)
+        except FsckError as e:
+            # As git with receive.fsckObjects: the object's fault on band 2, then a failed unpack.
+            unpack_error = "index-pack abnormal exit"
+            messages += [f"error: {e}", "fatal: fsck error in packed object"]
         except (PackFormatError, CorruptObject) as e:
-            unpack_error = str(e)
-            messages.append(f"error: {e}")
+            unpack_error = "index-pack abnormal exit"
+            messages.append(f"fatal: {e}")
     if unpack_error is not None:
         return PushOutcome(unpack_error, _named(req, [RefResult.UNPACKER_ERROR] * len(req.commands)),
                            messages)

@@ -6,6 +6,7 @@ import re
 import threading
 
 from govc.repository import Repository
+from storage.disk import DataDirectory
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
 
@@ -32,9 +33,21 @@ def normalize_name(name: str) -> str:
 
 
 class Registry:
-    def __init__(self) -> None:
+    """Repositories by name; with a data directory, each one durable and reloaded at start-up."""
+
+    def __init__(self, directory: DataDirectory | None = None) -> None:
+        self.directory = directory
         self._repos: dict[str, Repository] = {}
         self._lock = threading.Lock()
+        if directory is not None:
+            for name in directory.repo_names():
+                self._repos[name] = Repository.restore(name, directory.backend(name))
+
+    def _new(self, key: str) -> Repository:
+        if self.directory is None:
+            return Repository(key)
+        self.directory.create_repo(key)
+        return Repository.restore(key, self.directory.backend(key))
 
     def get(self, name: str) -> Repository | None:
         return self._repos.get(normalize_name(name))
@@ -44,7 +57,7 @@ class Registry:
         with self._lock:
             if key in self._repos:
                 raise RepositoryExists(key)
-            repo = self._repos[key] = Repository(key)
+            repo = self._repos[key] = self._new(key)
             return repo
 
     def get_or_create(self, name: str) -> tuple[Repository, bool]:
@@ -53,7 +66,7 @@ class Registry:
             repo = self._repos.get(key)
             if repo is not None:
                 return repo, False
-            repo = self._repos[key] = Repository(key)
+            repo = self._repos[key] = self._new(key)
             return repo, True
 
     def discard_if_empty(self, name: str, repo: Repository) -> None:
@@ -61,9 +74,14 @@ class Registry:
         with self._lock:
             if self._repos.get(name) is repo and repo.is_empty():
                 del self._repos[name]
+                if self.directory is not None:
+                    self.directory.delete_repo(name)
 
     def names(self) -> list[str]:
         return sorted(self._repos)
 
     def __len__(self) -> int:
         return len(self._repos)
+
+    def object_count(self) -> int:
+        return sum(len(r.objects) for r in self._repos.values())

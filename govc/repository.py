@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from storage.graph import ObjectGraph
-from storage.interfaces import Backend, MemoryBackend, RefUpdate
+from storage.interfaces import Backend, MemoryBackend, ReflogEntry, RefUpdate
 from storage.objects import MemoryObjectStore
 from storage.packs import StoredPack
 from storage.refs import MemoryRefStore
@@ -93,15 +94,22 @@ class Repository:
         Raises :class:`storage.errors.RefError` subclasses for stale values, bad names and
         directory/file conflicts; nothing changes then.
         """
-        plan = self.refs.update(
-            updates, who=who, message=message,
-            persist=lambda changes, reflog: self.backend.commit_refs(
-                changes, self.refs.symrefs(), reflog),
-        )
+        options = tuple(push_options)
+
+        def persist(changes: Mapping[str, bytes | None], reflog: Sequence[tuple[str, ReflogEntry]]) -> None:
+            record = json.dumps({
+                "repository": self.name,
+                "changes": [{"ref": n, "old": e.old.decode(), "new": e.new.decode()} for n, e in reflog],
+                "who": who, "message": message, "source": source,
+                "push_options": list(options), "time": reflog[0][1].when if reflog else time.time(),
+            })
+            self.backend.commit_refs(changes, self.refs.symrefs(), reflog, record)
+
+        plan = self.refs.update(updates, who=who, message=message, persist=persist)
         event = RefEvent(
             self.name,
             tuple(RefChange(n, o, w) for n, o, w in plan),
-            who, message, source, time.time(), tuple(push_options),
+            who, message, source, time.time(), options,
         )
         for listener in list(self._hooks.listeners):
             try:
@@ -116,4 +124,22 @@ class Repository:
         return lambda: self._hooks.listeners.remove(listener)
 
     def set_head(self, target: str) -> None:
-        self.refs.set_symref("HEAD", target)
+        with self._write_lock:
+            previous = self.refs.read_symref("HEAD")
+            self.refs.set_symref("HEAD", target)
+            try:
+                self.backend.commit_refs({}, self.refs.symrefs(), [])
+            except Exception:
+                if previous is not None:
+                    self.refs.set_symref("HEAD", previous)
+                raise
+
+    @classmethod
+    def restore(cls, name: str, backend: Backend) -> Repository:
+        """A repository filled from what ``backend`` persisted (packs are not re-inflated)."""
+        repo = cls(name, backend)
+        snap = backend.load()
+        for pack in snap.packs:
+            repo.objects.add_pack(pack)
+        repo.refs.load(snap.refs, snap.symrefs, snap.reflogs)
+        return repo

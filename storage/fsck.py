@@ -17,15 +17,20 @@ refuse exactly what git does:
   error when it looks at the extra header, which it ignores);
 * a ``.gitmodules`` blob is parsed the way git parses config held in memory, where bytes are signed
   chars: a UTF-8 byte-order mark is a parse error and a ``0xff`` byte reads as end of file;
-* an empty name in a tree is ``badTree`` (git's tree reader refuses it before ``emptyName``).
+* an empty name in a tree is ``badTree`` (git's tree reader refuses it before ``emptyName``);
+* ``badFilemode`` is info: odd modes such as ``100664`` never refuse a push.
 
 Besides fsck proper, git parses commits and tags before checking them; the only parse failure that
 fsck itself would pass is a tag object shorter than 64 bytes, reported here as ``badTagObject``
 (git says ``fatal: invalid tag``).
 
 Checks that need another object (a ``.gitmodules`` or ``.gitattributes`` blob named by a tree) live
-in :class:`GitmodulesTracker`; checks on links between objects (a commit's tree being a tree, a
-tag's ``type`` line matching its target) belong to the connectivity check, not here.
+in :class:`GitmodulesTracker`. Checks on links between objects (a commit's tree being a tree, a
+tag's ``type`` line matching its target's type, a tree entry's mode matching its object) belong to
+the connectivity check: git refuses those too, but not in fsck.
+
+:class:`FsckError` is a :class:`~storage.errors.CorruptObject`, so code that refuses a pack with
+undecodable objects refuses one with objects git would not accept the same way.
 """
 
 from __future__ import annotations
@@ -137,11 +142,11 @@ class _Findings:
         self.oid = oid
         self.errors: list[FsckError] = []
 
-    def report(self, msg_id: str, message: str, oid: bytes | None = None) -> bool:
+    def report(self, msg_id: str, message: str) -> bool:
         """Git's ``report()``: true when the finding is an error (the caller then stops, as git does)."""
         if msg_id not in RECEIVE_REJECTS and msg_id not in PARSE_REJECTS:
             return False
-        self.errors.append(FsckError(msg_id, self.oid if oid is None else oid, message))
+        self.errors.append(FsckError(msg_id, self.oid, message))
         return True
 
     def raise_first(self) -> None:

@@ -117,7 +117,13 @@ class Backend(Protocol):
         updates: Mapping[str, Oid | None],
         symrefs: Mapping[str, str],
         reflog: Iterable[tuple[str, ReflogEntry]],
-    ) -> None: ...
+        event: str | None = None,
+    ) -> None:
+        """Record ref changes, the symbolic refs, reflog entries and the event (JSON) in one
+        atomic, durable step; raise (changing nothing) on failure."""
+        ...
+
+    def remove_packs(self, packs: Iterable[StoredPack]) -> None: ...
 
 
 class MemoryBackend:
@@ -137,7 +143,11 @@ class MemoryBackend:
         updates: Mapping[str, Oid | None],
         symrefs: Mapping[str, str],
         reflog: Iterable[tuple[str, ReflogEntry]],
+        event: str | None = None,
     ) -> None:
+        pass
+
+    def remove_packs(self, packs: Iterable[StoredPack]) -> None:
         pass
 
 

@@ -145,10 +145,16 @@ class MemoryRefStore:
             self.version += 1
             return plan
 
-    def load(self, refs: Mapping[str, bytes], symrefs: Mapping[str, str]) -> None:
+    def load(
+        self,
+        refs: Mapping[str, bytes],
+        symrefs: Mapping[str, str],
+        reflogs: Mapping[str, list[ReflogEntry]] | None = None,
+    ) -> None:
         """Replace the whole state (a backend restoring what it persisted)."""
         with self._lock:
             self._refs = dict(refs)
             self._symrefs = dict(symrefs) or {"HEAD": "refs/heads/main"}
+            self._reflogs = {k: list(v) for k, v in (reflogs or {}).items()}
             self._sorted = None
             self.version += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from govc.repository import Repository
@@ -14,15 +16,20 @@ class RecordingBackend(MemoryBackend):
     def __init__(self, fail: bool = False) -> None:
         self.fail = fail
         self.commits: list[dict] = []
+        self.events: list[str | None] = []
         self.packs: list = []
 
     def store_pack(self, pack) -> None:
         self.packs.append(pack)
 
-    def commit_refs(self, updates, symrefs, reflog) -> None:
+    def commit_refs(self, updates, symrefs, reflog, event=None) -> None:
         if self.fail:
             raise OSError("backend down")
         self.commits.append(dict(updates))
+        self.events.append(event)
+
+    def remove_packs(self, packs) -> None:
+        pass
 
 
 def test_one_event_per_transaction() -> None:
@@ -84,6 +91,9 @@ def test_backend_sees_the_transaction_and_its_failure_changes_nothing() -> None:
     repo = Repository("r", backend=backend)
     repo.update_refs([RefUpdate("refs/heads/main", C6)], who="a", message="m", source="api")
     assert backend.commits == [{"refs/heads/main": C6}]
+    recorded = json.loads(backend.events[0])  # the event goes into the same durable step
+    assert recorded["changes"] == [{"ref": "refs/heads/main", "old": "0" * 40, "new": C6.decode()}]
+    assert recorded["source"] == "api"
     backend.fail = True
     events = []
     repo.subscribe(events.append)

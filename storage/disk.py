@@ -1,0 +1,402 @@
+"""The embedded durable backend: Git pack files on disk, refs and logs in SQLite.
+
+Layout of a data directory::
+
+    DATA/govc.json                          format marker, checked at start-up
+    DATA/govc.db (+ -wal, -shm)             SQLite (WAL, synchronous=FULL): repositories, refs,
+                                            symbolic refs, reflog, event log
+    DATA/repos/<name>.git/objects/pack/     pack-<sha>.pack, .idx (git's own index, so the
+                                            directory reads as a bare repository's object store)
+                                            and .govc (govc's index: types and sizes in pack
+                                            order, so start-up never inflates an object)
+
+The write order is what makes "acknowledged" mean "durable": a pack is written to a temporary
+name, fsynced, renamed into place and its directory fsynced before the SQLite transaction that
+moves refs to its objects commits. A crash before that commit leaves an unreferenced pack (loaded
+and harmless); a crash during it leaves the transaction out, as SQLite guarantees.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import struct
+import threading
+import time
+import zlib
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+from dulwich.pack import write_pack_index
+from zlib_ng import zlib_ng
+
+from storage.errors import StorageError
+from storage.interfaces import ReflogEntry, Snapshot
+from storage.packs import PackFormatError, StoredPack, encode_object_header, index_pack
+
+log = logging.getLogger("govc.storage.disk")
+
+FORMAT = "govc-data"
+FORMAT_VERSION = 1
+SIDECAR_MAGIC = b"GOVCIDX1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS refs (
+    repo TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (repo, name));
+CREATE TABLE IF NOT EXISTS symrefs (
+    repo TEXT NOT NULL, name TEXT NOT NULL, target TEXT NOT NULL, PRIMARY KEY (repo, name));
+CREATE TABLE IF NOT EXISTS reflog (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, repo TEXT NOT NULL, name TEXT NOT NULL,
+    old TEXT NOT NULL, new TEXT NOT NULL, who TEXT NOT NULL, time REAL NOT NULL,
+    message TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS reflog_by_ref ON reflog (repo, name, id);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, repo TEXT NOT NULL, time REAL NOT NULL,
+    payload TEXT NOT NULL);
+"""
+
+
+class DataDirectoryError(StorageError):
+    """A data directory govc cannot use: another format version, unreadable, not writable."""
+
+
+class StaleRefOnDisk(StorageError):
+    """The database disagrees with memory about a ref's old value (another writer?)."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, data: bytes | Iterable[bytes]) -> None:
+    """Write to ``path.tmp-*``, fsync, rename into place: the file is whole or absent."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    with open(tmp, "wb") as f:
+        if isinstance(data, bytes | bytearray | memoryview):
+            f.write(data)
+        else:
+            for chunk in data:
+                f.write(chunk)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _sidecar(pack: StoredPack) -> bytes:
+    """govc's own index: everything :class:`StoredPack` needs, in pack order, checksummed."""
+    n = len(pack)
+    body = bytearray(SIDECAR_MAGIC)
+    body += struct.pack(">I", n)
+    body += pack.checksum
+    body += b"".join(bytes.fromhex(o.decode()) for o in pack.oids)
+    offsets = array("Q", pack.offsets)
+    sizes = array("Q", pack.sizes)
+    if struct.pack("=H", 1) != struct.pack(">H", 1):
+        offsets.byteswap()
+        sizes.byteswap()
+    body += offsets.tobytes()
+    body += bytes(pack.types)
+    body += sizes.tobytes()
+    body += hashlib.sha1(body).digest()
+    return bytes(body)
+
+
+def _load_sidecar(raw: bytes, data: bytes) -> StoredPack:
+    if raw[:8] != SIDECAR_MAGIC or hashlib.sha1(raw[:-20]).digest() != raw[-20:]:
+        raise PackFormatError("bad govc pack index")
+    (n,) = struct.unpack(">I", raw[8:12])
+    if raw[12:32] != data[-20:]:
+        raise PackFormatError("govc pack index belongs to another pack")
+    pos = 32
+    oid_bytes = raw[pos : pos + 20 * n]
+    pos += 20 * n
+    oids = [oid_bytes[i : i + 20].hex().encode() for i in range(0, 20 * n, 20)]
+    offsets = array("Q")
+    offsets.frombytes(raw[pos : pos + 8 * (n + 1)])
+    pos += 8 * (n + 1)
+    types = bytearray(raw[pos : pos + n])
+    pos += n
+    sizes = array("Q")
+    sizes.frombytes(raw[pos : pos + 8 * n])
+    if struct.pack("=H", 1) != struct.pack(">H", 1):
+        offsets.byteswap()
+        sizes.byteswap()
+    return StoredPack(data, oids, offsets, types, sizes)
+
+
+def _git_index(pack: StoredPack) -> bytes:
+    """Git's ``.idx`` (version 2) for a stored pack, so stock git can read the directory."""
+    data = pack.data
+    entries = []
+    for i, oid in enumerate(pack.oids):
+        start, end = pack.offsets[i], pack.offsets[i + 1]
+        entries.append((bytes.fromhex(oid.decode()), start, zlib.crc32(memoryview(data)[start:end])))
+    entries.sort()
+
+    class _Buffer:
+        def __init__(self) -> None:
+            self.parts: list[bytes] = []
+
+        def write(self, b: bytes) -> int:
+            self.parts.append(bytes(b))
+            return len(b)
+
+    out = _Buffer()
+    write_pack_index(out, entries, pack.checksum)  # type: ignore[arg-type]
+    return b"".join(out.parts)
+
+
+def pack_from_objects(objects: Sequence[tuple[int, bytes]]) -> bytes:
+    """A pack of whole objects: how objects made by the API reach disk in Git's format."""
+    body = bytearray(b"PACK" + struct.pack(">II", 2, len(objects)))
+    for type_num, content in objects:
+        body += encode_object_header(type_num, len(content))
+        body += zlib_ng.compress(content, 1)
+    body += hashlib.sha1(body).digest()
+    return bytes(body)
+
+
+class DataDirectory:
+    """One data directory: its SQLite database and the pack directories of its repositories."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._check_format()
+            self._db = sqlite3.connect(
+                self.path / "govc.db", isolation_level=None, check_same_thread=False, timeout=30
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as e:
+            raise DataDirectoryError(f"cannot use data directory {self.path}: {e}") from None
+        self._lock = threading.Lock()
+
+    def _check_format(self) -> None:
+        marker = self.path / "govc.json"
+        if marker.exists():
+            try:
+                meta = json.loads(marker.read_text())
+            except (OSError, ValueError) as e:
+                raise DataDirectoryError(f"{marker} is unreadable: {e}") from None
+            if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+                raise DataDirectoryError(
+                    f"{self.path} holds data of format {meta.get('format')!r} version "
+                    f"{meta.get('version')!r}; this govc reads {FORMAT!r} version {FORMAT_VERSION}"
+                )
+            return
+        if any(p.name != "govc.json" for p in self.path.iterdir()) and not (self.path / "govc.db").exists():
+            raise DataDirectoryError(f"{self.path} is not empty and is not a govc data directory")
+        _write_durably(marker, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
+        _fsync_dir(self.path)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- repositories ------------------------------------------------------------------------
+
+    def repo_names(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT name FROM repos ORDER BY name")]
+
+    def pack_dir(self, name: str) -> Path:
+        return self.path / "repos" / f"{name}.git" / "objects" / "pack"
+
+    def create_repo(self, name: str) -> None:
+        pack_dir = self.pack_dir(name)
+        pack_dir.mkdir(parents=True, exist_ok=True)
+        repo_dir = pack_dir.parent.parent
+        # A bare-repository skeleton, so that stock git can open the directory as it is.
+        (repo_dir / "refs").mkdir(exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            _write_durably(repo_dir / "HEAD", b"ref: refs/heads/main\n")
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO repos (name, created) VALUES (?, ?)", (name, time.time())
+            )
+
+    def delete_repo(self, name: str) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("repos", "refs", "symrefs", "reflog"):
+                    column = "name" if table == "repos" else "repo"
+                    self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (name,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        shutil.rmtree(self.path / "repos" / f"{name}.git", ignore_errors=True)
+
+    def backend(self, name: str) -> DiskBackend:
+        return DiskBackend(self, name)
+
+    # -- used by DiskBackend -----------------------------------------------------------------
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+    def query(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` under the directory's lock; rolls back on error."""
+
+    def __init__(self, directory: DataDirectory) -> None:
+        self.d = directory
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.d._lock.acquire()
+        try:
+            self.d._db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self.d._lock.release()
+            raise
+        return self.d._db
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        try:
+            if exc_type is None:
+                self.d._db.execute("COMMIT")
+            else:
+                self.d._db.execute("ROLLBACK")
+        finally:
+            self.d._lock.release()
+
+
+class DiskBackend:
+    """The durable half of one repository (see the module docstring for the guarantees)."""
+
+    def __init__(self, directory: DataDirectory, name: str) -> None:
+        self.directory = directory
+        self.name = name
+        self.pack_dir = directory.pack_dir(name)
+
+    # -- start-up ----------------------------------------------------------------------------
+
+    def load(self) -> Snapshot:
+        snap = Snapshot()
+        self.pack_dir.mkdir(parents=True, exist_ok=True)
+        for stray in self.pack_dir.glob(".*.tmp-*"):
+            stray.unlink(missing_ok=True)  # a write a crash interrupted; never acknowledged
+        for pack_path in sorted(self.pack_dir.glob("pack-*.pack"), key=lambda p: p.stat().st_mtime):
+            snap.packs.append(self._load_pack(pack_path))
+        d = self.directory
+        for name, value in d.query("SELECT name, value FROM refs WHERE repo = ?", (self.name,)):
+            snap.refs[str(name)] = str(value).encode()
+        for name, target in d.query("SELECT name, target FROM symrefs WHERE repo = ?", (self.name,)):
+            snap.symrefs[str(name)] = str(target)
+        rows = d.query(
+            "SELECT name, old, new, who, time, message FROM reflog WHERE repo = ? ORDER BY id",
+            (self.name,),
+        )
+        for name, old, new, who, when, message in rows:
+            entry = ReflogEntry(str(old).encode(), str(new).encode(), str(who), float(when), str(message))  # type: ignore[arg-type]
+            snap.reflogs.setdefault(str(name), []).append(entry)
+        return snap
+
+    def _load_pack(self, pack_path: Path) -> StoredPack:
+        data = pack_path.read_bytes()
+        sidecar = pack_path.with_suffix(".govc")
+        try:
+            return _load_sidecar(sidecar.read_bytes(), data)
+        except (OSError, PackFormatError, struct.error, ValueError):
+            log.warning("re-indexing %s (its govc index is missing or damaged)", pack_path.name)
+            pack = index_pack(data)
+            with contextlib.suppress(OSError):
+                _write_durably(sidecar, _sidecar(pack))
+            return pack
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def store_pack(self, pack: StoredPack) -> None:
+        base = self.pack_dir / f"pack-{pack.name}"
+        pack_path = base.with_suffix(".pack")
+        if pack_path.exists() and pack_path.with_suffix(".govc").exists():
+            return
+        try:
+            self.pack_dir.mkdir(parents=True, exist_ok=True)
+            # Indexes first: a .pack is only ever visible with its indexes already beside it.
+            _write_durably(base.with_suffix(".idx"), _git_index(pack))
+            _write_durably(base.with_suffix(".govc"), _sidecar(pack))
+            _write_durably(pack_path, pack.data)
+            _fsync_dir(self.pack_dir)
+        except OSError as e:
+            raise StorageError(f"cannot store objects: {e.strerror or e}") from e
+
+    def store_objects(self, objects: Iterable[tuple[int, bytes]]) -> None:
+        items = list(objects)
+        if items:
+            self.store_pack(index_pack(pack_from_objects(items)))
+
+    def remove_packs(self, packs: Iterable[StoredPack]) -> None:
+        for pack in packs:
+            base = self.pack_dir / f"pack-{pack.name}"
+            for suffix in (".pack", ".idx", ".govc"):
+                base.with_suffix(suffix).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            _fsync_dir(self.pack_dir)
+
+    def commit_refs(
+        self,
+        updates: Mapping[str, bytes | None],
+        symrefs: Mapping[str, str],
+        reflog: Iterable[tuple[str, ReflogEntry]],
+        event: str | None = None,
+    ) -> None:
+        """One SQLite transaction: ref values (compare-and-swap against the log's old values),
+        symbolic refs, reflog rows and the event record. Raises and changes nothing on failure."""
+        entries = list(reflog)
+        old_values = {name: entry.old for name, entry in entries}
+        try:
+            with self.directory.transaction() as db:
+                for name, new in updates.items():
+                    old = old_values.get(name)
+                    row = db.execute(
+                        "SELECT value FROM refs WHERE repo = ? AND name = ?", (self.name, name)
+                    ).fetchone()
+                    current = row[0].encode() if row else b"0" * 40
+                    if old is not None and current != old:
+                        raise StaleRefOnDisk(f"ref {name} is {current.decode()} on disk, not {old.decode()}")
+                    if new is None:
+                        db.execute("DELETE FROM refs WHERE repo = ? AND name = ?", (self.name, name))
+                    else:
+                        db.execute(
+                            "INSERT INTO refs (repo, name, value) VALUES (?, ?, ?) "
+                            "ON CONFLICT (repo, name) DO UPDATE SET value = excluded.value",
+                            (self.name, name, new.decode()),
+                        )
+                db.execute("DELETE FROM symrefs WHERE repo = ?", (self.name,))
+                db.executemany(
+                    "INSERT INTO symrefs (repo, name, target) VALUES (?, ?, ?)",
+                    [(self.name, n, t) for n, t in symrefs.items()],
+                )
+                db.executemany(
+                    "INSERT INTO reflog (repo, name, old, new, who, time, message) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(self.name, n, e.old.decode(), e.new.decode(), e.who, e.when, e.message)
+                     for n, e in entries],
+                )
+                if event is not None:
+                    db.execute(
+                        "INSERT INTO events (repo, time, payload) VALUES (?, ?, ?)",
+                        (self.name, time.time(), event),
+                    )
+        except sqlite3.Error as e:
+            raise StorageError(f"cannot record the ref update: {e}") from e
