@@ -567,10 +567,35 @@ def _special_names(name: bytes) -> tuple[bool, bool, bool]:
     return dotgit, dotgitmodules, dotgitattributes
 
 
+_PLAIN_TREE = re.compile(rb"(?:(?:100644|100755|40000|120000|160000) [^\0/]+\0.{20})*", re.DOTALL)
+_SPECIAL_NAME = re.compile(rb"\0([.gG~\xe2\xef][^\0]*)")
+_PLAIN_ENTRY = re.compile(rb"(100644|100755|40000|120000|160000) ([^\0/]+)\0.{20}", re.DOTALL)
+
+
+def _plainly_fine(buf: bytes) -> bool:
+    """The common case, decided with bulk operations: canonical modes, names without '/',
+    sorted, no duplicates, no null ids and no name that could alias a special file. Anything
+    else takes the entry-by-entry path that mirrors git and names the problem."""
+    if _NULL_OID in buf or not _PLAIN_TREE.fullmatch(buf):
+        return False
+    entries = _PLAIN_ENTRY.findall(buf)
+    names = [name for _mode, name in entries]
+    if len(set(names)) != len(names):
+        return False
+    keys = [name + b"/" if mode == b"40000" else name for mode, name in entries]
+    if keys != sorted(keys):
+        return False
+    joined = b"\0" + b"\0".join(names)
+    if b"\\" in joined:
+        return False
+    special = _SPECIAL_NAME.findall(joined)
+    return not any(n in (b".", b"..") or any(_special_names(n)) for n in special)
+
+
 def _fsck_tree(buf: bytes, found: _Findings, note: Callable[[str, bytes], None] | None) -> None:
     """Git's ``fsck_tree``; ``note(kind, blob oid)`` hears of non-symlink entries named
     ``.gitmodules``/``.gitattributes`` (``kind`` is "gitmodules" or "gitattributes")."""
-    if not buf:
+    if not buf or _plainly_fine(buf):
         return
     null_sha1 = full_path = dot = dotdot = dotgit = zero_pad = dups = unsorted = False
     o_mode, o_name = 0, b""
