@@ -81,3 +81,65 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_cre
     web.run_app(app, host=host, port=port, print=None,
                 access_log=None if quiet else logging.getLogger("govc.access"),
                 access_log_format=ACCESS_LOG_FORMAT)
+
+
+def _directory(data_dir: Path | None) -> DataDirectory:
+    try:
+        return DataDirectory(data_dir or default_data_dir())
+    except StorageError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+@click.option("--name", default=None, help="Repository name (default: from PATH).")
+def import_command(path: Path, data_dir: Path | None, name: str | None) -> None:
+    """Load an existing git repository (bare or not) into a data directory.
+
+    \b
+    Examples:
+      govc import ~/src/infra                 # becomes infra.git
+      govc import /srv/git/app.git --name team/app --data /srv/govc
+
+    A running server sees the repository after a restart.
+    """
+    from govc.portability import import_repository
+
+    directory = _directory(data_dir)
+    started = time.monotonic()
+    try:
+        repo = import_repository(directory, path, name)
+    except (StorageError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"imported {repo.name}: {len(repo.refs)} refs, {len(repo.objects)} objects "
+               f"in {time.monotonic() - started:.2f}s")
+
+
+@main.command("export")
+@click.argument("name")
+@click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+def export_command(name: str, dest: Path, data_dir: Path | None) -> None:
+    """Write repository NAME as a bare git repository at DEST.
+
+    \b
+    Examples:
+      govc export infra /tmp/infra.git && git -C /tmp/infra.git log --oneline
+    """
+    from govc.portability import export_repository
+    from govc.registry import normalize_name
+    from govc.repository import Repository
+
+    directory = _directory(data_dir)
+    try:
+        key = normalize_name(name)
+        if key not in directory.repo_names():
+            raise click.ClickException(f"no repository '{key}' in {directory.path}")
+        repo = Repository.restore(key, directory.backend(key))
+        export_repository(repo, dest)
+    except (StorageError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"exported {key} to {dest}")

@@ -79,7 +79,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _write_durably(path: Path, data: bytes | Iterable[bytes]) -> None:
+def write_durably(path: Path, data: bytes | Iterable[bytes]) -> None:
     """Write to ``path.tmp-*``, fsync, rename into place: the file is whole or absent."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     with open(tmp, "wb") as f:
@@ -135,7 +135,7 @@ def _load_sidecar(raw: bytes, data: bytes) -> StoredPack:
     return StoredPack(data, oids, offsets, types, sizes)
 
 
-def _git_index(pack: StoredPack) -> bytes:
+def git_index(pack: StoredPack) -> bytes:
     """Git's ``.idx`` (version 2) for a stored pack, so stock git can read the directory."""
     data = pack.data
     entries = []
@@ -200,7 +200,7 @@ class DataDirectory:
             return
         if any(p.name != "govc.json" for p in self.path.iterdir()) and not (self.path / "govc.db").exists():
             raise DataDirectoryError(f"{self.path} is not empty and is not a govc data directory")
-        _write_durably(marker, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
+        write_durably(marker, json.dumps({"format": FORMAT, "version": FORMAT_VERSION}).encode())
         _fsync_dir(self.path)
 
     def close(self) -> None:
@@ -223,7 +223,7 @@ class DataDirectory:
         # A bare-repository skeleton, so that stock git can open the directory as it is.
         (repo_dir / "refs").mkdir(exist_ok=True)
         with contextlib.suppress(FileExistsError):
-            _write_durably(repo_dir / "HEAD", b"ref: refs/heads/main\n")
+            write_durably(repo_dir / "HEAD", b"ref: refs/heads/main\n")
         with self._lock:
             self._db.execute(
                 "INSERT OR IGNORE INTO repos (name, created) VALUES (?, ?)", (name, time.time())
@@ -320,7 +320,7 @@ class DiskBackend:
             log.warning("re-indexing %s (its govc index is missing or damaged)", pack_path.name)
             pack = index_pack(data)
             with contextlib.suppress(OSError):
-                _write_durably(sidecar, _sidecar(pack))
+                write_durably(sidecar, _sidecar(pack))
             return pack
 
     # -- writes ------------------------------------------------------------------------------
@@ -333,9 +333,9 @@ class DiskBackend:
         try:
             self.pack_dir.mkdir(parents=True, exist_ok=True)
             # Indexes first: a .pack is only ever visible with its indexes already beside it.
-            _write_durably(base.with_suffix(".idx"), _git_index(pack))
-            _write_durably(base.with_suffix(".govc"), _sidecar(pack))
-            _write_durably(pack_path, pack.data)
+            write_durably(base.with_suffix(".idx"), git_index(pack))
+            write_durably(base.with_suffix(".govc"), _sidecar(pack))
+            write_durably(pack_path, pack.data)
             _fsync_dir(self.pack_dir)
         except OSError as e:
             raise StorageError(f"cannot store objects: {e.strerror or e}") from e
