@@ -62,6 +62,7 @@ class Repository:
         self.backend: Backend = backend if backend is not None else MemoryBackend()
         self._hooks = _Hooks()
         self._write_lock = threading.Lock()
+        self.maintenance_lock = threading.Lock()  # one compaction at a time
         self.created = time.time()
 
     # -- objects -----------------------------------------------------------------------------

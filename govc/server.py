@@ -7,6 +7,7 @@ work runs in worker threads, and responses are streamed as the pack is produced.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from govc.maintenance import PACK_THRESHOLD, compact
 from govc.receivepack import encode_outcome, receive
 from govc.registry import Registry, RepositoryExists, RepositoryNameError, normalize_name
 from govc.repository import Repository
@@ -46,6 +48,8 @@ class ServerConfig:
     auto_create: bool = True
     workers: int = 8
     body_idle_timeout: float = BODY_IDLE_TIMEOUT
+    maintenance_interval: float = 15.0  # seconds between compaction sweeps (0: never)
+    pack_threshold: int = PACK_THRESHOLD
 
 
 REGISTRY = web.AppKey("registry", Registry)
@@ -240,11 +244,37 @@ async def _executor_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     executor.shutdown(wait=False, cancel_futures=True)
 
 
+async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Compact repositories with many packs in the background, one at a time, off the loop."""
+    config = app[CONFIG]
+
+    async def sweep() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(config.maintenance_interval)
+            for name in app[REGISTRY].names():
+                repo = app[REGISTRY].get(name)
+                if repo is None or len(repo.objects.packs) < config.pack_threshold:
+                    continue
+                try:
+                    await loop.run_in_executor(app[EXECUTOR], compact, repo, config.pack_threshold)
+                except Exception:
+                    log.exception("compaction of %s failed; its packs are untouched", name)
+
+    task = asyncio.create_task(sweep()) if config.maintenance_interval > 0 else None
+    yield
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def make_app(registry: Registry | None = None, config: ServerConfig | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_UPLOAD_REQUEST)
     app[REGISTRY] = registry if registry is not None else Registry()
     app[CONFIG] = config if config is not None else ServerConfig()
     app.cleanup_ctx.append(_executor_ctx)
+    app.cleanup_ctx.append(_maintenance_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/api/v1/repos", create_repo)
     app.router.add_get("/api/v1/repos", list_repos)

@@ -53,14 +53,16 @@ def generate_pack(
     client_has: Collection[bytes] = (),
     stats: PackStats | None = None,
     chunk_size: int = CHUNK_SIZE,
+    offsets: dict[bytes, int] | None = None,
 ) -> Iterator[bytes]:
     """Yield a complete version-2 pack of ``oids`` in pieces of ``chunk_size`` bytes (the last
-    piece may be shorter). ``client_has`` non-empty makes the pack thin."""
+    piece may be shorter). ``client_has`` non-empty makes the pack thin. ``offsets``, if given,
+    receives where each object starts, so the pack can be indexed without reading it back."""
     stats = stats if stats is not None else PackStats()
     sha = hashlib.sha1()
     buf = bytearray(b"PACK" + struct.pack(">II", 2, len(oids)))
     offset = 0  # offset of buf[0] in the pack
-    written: dict[bytes, int] = {}
+    written: dict[bytes, int] = offsets if offsets is not None else {}
     sending = set(oids)
 
     def write_one(oid: bytes, rec: StoredRecord) -> None:

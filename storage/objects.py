@@ -134,6 +134,14 @@ class MemoryObjectStore:
         with self._lock:
             self._packs = [*self._packs, pack]
 
+    def replace_packs(self, old: list[StoredPack], new: StoredPack) -> None:
+        """Swap packs for one that holds all their objects (compaction). Readers that already
+        hold an old pack keep reading it; later lookups find the objects in ``new``, which goes
+        first in age so that packs added meanwhile still win the newest-first lookup."""
+        gone = {id(p) for p in old}
+        with self._lock:
+            self._packs = [new, *(p for p in self._packs if id(p) not in gone)]
+
     def add_object(self, type_num: int, data: bytes) -> bytes:
         oid = object_id(type_num, data)
         if not self.has(oid):
