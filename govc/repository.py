@@ -63,6 +63,9 @@ class Repository:
         self._hooks = _Hooks()
         self._write_lock = threading.Lock()
         self.maintenance_lock = threading.Lock()  # one compaction at a time
+        #: Refs created ephemeral live under this namespace and never touch the backend.
+        self.ephemeral_namespace = "refs/realities/"
+        self.ephemeral_refs: set[str] = set()
         self.created = time.time()
 
     # -- objects -----------------------------------------------------------------------------
@@ -89,24 +92,40 @@ class Repository:
         message: str,
         source: str,
         push_options: Iterable[str] = (),
+        ephemeral: bool = False,
     ) -> RefEvent:
         """Apply ``updates`` atomically (all or none) and announce them as one event.
 
         Raises :class:`storage.errors.RefError` subclasses for stale values, bad names and
-        directory/file conflicts; nothing changes then.
+        directory/file conflicts; nothing changes then. ``ephemeral=True`` creates refs under
+        :attr:`ephemeral_namespace` that live in memory only: they, their later updates and
+        their events never reach the backend.
         """
         options = tuple(push_options)
+        if ephemeral:
+            outside = [u.name for u in updates if not u.name.startswith(self.ephemeral_namespace)]
+            if outside:
+                raise ValueError(f"ephemeral refs must be under {self.ephemeral_namespace}: {outside}")
 
         def persist(changes: Mapping[str, bytes | None], reflog: Sequence[tuple[str, ReflogEntry]]) -> None:
+            kept = {n: v for n, v in changes.items() if not ephemeral and n not in self.ephemeral_refs}
+            if not kept:
+                return
+            log_kept = [(n, e) for n, e in reflog if n in kept]
             record = json.dumps({
                 "repository": self.name,
-                "changes": [{"ref": n, "old": e.old.decode(), "new": e.new.decode()} for n, e in reflog],
+                "changes": [{"ref": n, "old": e.old.decode(), "new": e.new.decode()} for n, e in log_kept],
                 "who": who, "message": message, "source": source,
-                "push_options": list(options), "time": reflog[0][1].when if reflog else time.time(),
+                "push_options": list(options), "time": log_kept[0][1].when,
             })
-            self.backend.commit_refs(changes, self.refs.symrefs(), reflog, record)
+            self.backend.commit_refs(kept, self.refs.symrefs(), log_kept, record)
 
         plan = self.refs.update(updates, who=who, message=message, persist=persist)
+        for name, _old, new_value in plan:
+            if ephemeral and new_value is not None:
+                self.ephemeral_refs.add(name)
+            elif new_value is None:
+                self.ephemeral_refs.discard(name)
         event = RefEvent(
             self.name,
             tuple(RefChange(n, o, w) for n, o, w in plan),

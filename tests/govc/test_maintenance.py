@@ -93,3 +93,30 @@ def test_compaction_killed_before_removing_old_packs_loses_nothing(tmp_path: Pat
     assert len(reloaded.objects.packs) == 1
     for oid in expected:
         reloaded.objects.get(oid)
+
+
+def test_ephemeral_realities_never_reach_disk(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    git(tmp_path, "init", "-q", "-b", "main", str(work))
+    registry = Registry(DataDirectory(tmp_path / "data"))
+    repo = registry.create("app")
+    (tip,) = push_commits(repo, work, 1)
+    repo.update_refs([RefUpdate("refs/realities/canary", tip, None)], who="t", message="try",
+                     source="api", ephemeral=True)
+    repo.update_refs([RefUpdate("refs/realities/canary", tip, tip)], who="t", message="again",
+                     source="api")  # later updates of an ephemeral ref stay ephemeral
+    repo.update_refs([RefUpdate("refs/realities/durable", tip, None)], who="t", message="keep",
+                     source="api")
+    assert repo.refs.get("refs/realities/canary") == tip
+    reloaded = Registry(DataDirectory(tmp_path / "data")).get("app")
+    assert reloaded is not None
+    assert reloaded.refs.get("refs/realities/canary") is None
+    assert reloaded.refs.get("refs/realities/durable") == tip
+    assert reloaded.refs.get("refs/heads/main") == tip
+    try:
+        repo.update_refs([RefUpdate("refs/heads/x", tip, None)], who="t", message="m", source="api",
+                         ephemeral=True)
+    except ValueError as e:
+        assert "refs/realities/" in str(e)
+    else:
+        raise AssertionError("an ephemeral ref outside the namespace was accepted")
