@@ -15,7 +15,7 @@ from govc.repository import Repository
 from protocol.pktline import FLUSH_PKT
 from protocol.receive import PushRequest, RefCommand, RefResult, report_status
 from protocol.sideband import BAND_DATA, BAND_PROGRESS, MAX_SIDEBAND_DATA, sideband
-from storage.errors import CorruptObject, ObjectNotFound, RefError
+from storage.errors import CorruptObject, ObjectNotFound, RefError, StorageError
 from storage.fsck import FsckError, GitmodulesTracker
 from storage.graph import LinkCollector
 from storage.interfaces import RefUpdate
@@ -121,7 +121,12 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
 
     todo = [i for i, r in enumerate(results) if r is RefResult.OK]
     if pack is not None and todo and len(pack):
-        repo.add_pack(pack)
+        try:
+            repo.add_pack(pack)
+        except StorageError as e:  # disk full, permissions: nothing became visible
+            log.error("push to %s: %s", repo.name, e)
+            return PushOutcome("unable to store objects", _named(req, [RefResult.UNPACKER_ERROR] * len(
+                req.commands)), [*messages, f"error: {e}"])
         repo.graph.adopt(collected)
 
     was_empty = repo.is_empty()
@@ -135,7 +140,7 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
                 [_to_update(req.commands[i]) for i in batch], who=who, message="push",
                 source="push", push_options=options,
             )
-        except RefError as e:
+        except (RefError, StorageError) as e:  # a stale value, or the durable write failed
             messages.append(f"error: {e}")
             failed = RefResult.ATOMIC_TRANSACTION_FAILED if atomic else RefResult.LOCK_FAILED
             for i in batch:

@@ -120,3 +120,40 @@ def test_ephemeral_realities_never_reach_disk(tmp_path: Path) -> None:
         assert "refs/realities/" in str(e)
     else:
         raise AssertionError("an ephemeral ref outside the namespace was accepted")
+
+
+def test_full_disk_rejects_the_push_and_keeps_serving(tmp_path: Path, monkeypatch) -> None:
+    """A write that fails (disk full) is an unpack error for the pusher; memory is unchanged."""
+    from govc.receivepack import encode_outcome, receive
+    from protocol.receive import PushRequest, RefCommand
+    from storage.errors import StorageError
+
+    work = tmp_path / "work"
+    git(tmp_path, "init", "-q", "-b", "main", str(work))
+    registry = Registry(DataDirectory(tmp_path / "data"))
+    repo = registry.create("app")
+    (tip,) = push_commits(repo, work, 1)
+    (work / "new.txt").write_text("more\n")
+    git(work, "add", "-A")
+    git(work, "commit", "-q", "-m", "next")
+    new = git(work, "rev-parse", "HEAD").strip()
+    data = git(work, "pack-objects", "--revs", "--thin", "--stdout", "-q", stdin=new + b"\n^" + tip + b"\n")
+
+    def no_space(pack: object) -> None:
+        raise StorageError("cannot store objects: No space left on device")
+
+    monkeypatch.setattr(repo.backend, "store_pack", no_space)
+    objects_before = len(repo.objects)
+    req = PushRequest([RefCommand(tip, new, "refs/heads/main")], {"report-status": None,
+                                                                  "side-band-64k": None})
+    outcome = receive(repo, req, data, "me")
+    body = b"".join(encode_outcome(req, outcome))
+    assert b"unpack unable to store objects" in body
+    assert b"ng refs/heads/main unpacker error" in body
+    assert b"No space left on device" in body
+    assert repo.refs.get("refs/heads/main") == tip
+    assert len(repo.objects) == objects_before
+    monkeypatch.undo()
+    outcome = receive(repo, req, data, "me")  # space again: the same push goes through
+    assert outcome.results == [("refs/heads/main", outcome.results[0][1])]
+    assert repo.refs.get("refs/heads/main") == new
