@@ -197,10 +197,10 @@ async def _receive(request: web.Request, repo: Repository) -> web.Response:
     except ProtocolError as e:
         return _text(400, f"bad receive-pack request: {e}")
     req = parser.request
-    if not req.commands:
-        return web.Response(body=b"", headers=RECEIVE_RESULT_HEADERS)
     if not parser.done:
         return _text(400, "bad receive-pack request: the command list was cut short")
+    if not req.commands:  # git's probe ("0000"): nothing to do, and nothing wrong
+        return web.Response(body=b"", headers=RECEIVE_RESULT_HEADERS)
     who = request.remote or "anonymous"
     loop = asyncio.get_running_loop()
     outcome = await loop.run_in_executor(
