@@ -111,7 +111,7 @@ def import_command(path: Path, data_dir: Path | None, name: str | None) -> None:
     started = time.monotonic()
     try:
         repo = import_repository(directory, path, name)
-    except (StorageError, ValueError) as e:
+    except (StorageError, ValueError, OSError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"imported {repo.name}: {len(repo.refs)} refs, {len(repo.objects)} objects "
                f"in {time.monotonic() - started:.2f}s")

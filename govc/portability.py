@@ -54,9 +54,20 @@ def import_repository(directory: DataDirectory, source: Path, name: str | None =
     for line in _git(source, "for-each-ref", "--format=%(objectname) %(refname)").splitlines():
         oid, ref = line.split(b" ", 1)
         refs[ref.decode()] = oid
-    head = _git(source, "symbolic-ref", "-q", "HEAD").decode().strip() if refs else ""
+    try:
+        head = _git(source, "symbolic-ref", "-q", "HEAD").decode().strip()
+    except PortabilityError:
+        head = ""  # a detached HEAD: keep the default
 
-    directory.create_repo(name)
+    try:
+        directory.create_repo(name)
+        return _fill(directory, name, source, refs, head)
+    except BaseException:
+        directory.delete_repo(name)  # a failed import leaves nothing behind
+        raise
+
+
+def _fill(directory: DataDirectory, name: str, source: Path, refs: dict[str, bytes], head: str) -> Repository:
     repo = Repository.restore(name, directory.backend(name))
     if refs:
         pack_data = _git(source, "pack-objects", "--all", "--stdout", "--delta-base-offset", "-q",
@@ -65,7 +76,6 @@ def import_repository(directory: DataDirectory, source: Path, name: str | None =
         pack = index_pack(pack_data, repo.objects.get, collected)
         missing = collected.first_missing(refs.values(), repo.objects)
         if missing is not None:
-            directory.delete_repo(name)
             raise PortabilityError(f"{source} is incomplete: object {missing.decode()} is missing")
         repo.add_pack(pack)
         repo.graph.adopt(collected)
@@ -78,7 +88,13 @@ def import_repository(directory: DataDirectory, source: Path, name: str | None =
 
 def export_repository(repo: Repository, dest: Path) -> Path:
     """Write ``repo`` as a bare git repository at ``dest`` (which must not exist or be empty)."""
-    dest = Path(dest)
+    try:
+        return _export(repo, Path(dest))
+    except OSError as e:
+        raise PortabilityError(f"cannot write {dest}: {e.strerror or e}") from None
+
+
+def _export(repo: Repository, dest: Path) -> Path:
     if dest.exists() and any(dest.iterdir()):
         raise PortabilityError(f"{dest} exists and is not empty")
     pack_dir = dest / "objects" / "pack"

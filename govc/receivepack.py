@@ -12,8 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from govc.repository import Repository
+from govc.validation import Change, ValidationError, run_validators
 from protocol.pktline import FLUSH_PKT
-from protocol.receive import PushRequest, RefCommand, RefResult, report_status
+from protocol.receive import Declined, PushRequest, RefCommand, RefResult, report_status
 from protocol.sideband import BAND_DATA, BAND_PROGRESS, MAX_SIDEBAND_DATA, sideband
 from storage.errors import CorruptObject, ObjectNotFound, RefError, StorageError
 from storage.fsck import FsckError, GitmodulesTracker
@@ -29,7 +30,7 @@ log = logging.getLogger("govc.receive")
 @dataclass(slots=True)
 class PushOutcome:
     unpack_error: str | None
-    results: list[tuple[str, RefResult]]
+    results: list[tuple[str, RefResult | Declined]]
     messages: list[str] = field(default_factory=list)  # band-2 lines, e.g. "error: ..."
 
 
@@ -105,12 +106,13 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
 
     tips = [c.new for c in req.commands if not c.is_delete]
     connected = collected.first_missing(tips, repo.objects) is None
-    results: list[RefResult] = []
+    results: list[RefResult | Declined] = []
     for cmd in req.commands:
         result = _check_command(repo, pack, collected, cmd, connected)
         results.append(result)
         if result is RefResult.MISSING_OBJECTS:
             messages.append(f"error: missing necessary objects for {cmd.name}")
+    _validate(repo, req, pack, results, messages)
     atomic = req.has("atomic")
     if atomic and any(r is not RefResult.OK for r in results):
         # As git: the first command that fails keeps its reason, every other one is refused
@@ -150,7 +152,29 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
     return PushOutcome(None, _named(req, results), messages)
 
 
-def _named(req: PushRequest, results: list[RefResult]) -> list[tuple[str, RefResult]]:
+def _validate(
+    repo: Repository, req: PushRequest, pack: StoredPack | None, results: list[RefResult | Declined],
+    messages: list[str],
+) -> None:
+    """Run the repository's validators on each ref that passed git's checks, against the
+    quarantine (git's ``update`` hook): a refusal becomes that ref's reason and ``remote:`` text."""
+    if not repo.validators:
+        return
+    view = QuarantineView(repo.objects, pack) if pack is not None else repo.objects
+    reader = repo.trees_for(view)
+    for i, cmd in enumerate(req.commands):
+        if results[i] is not RefResult.OK:
+            continue
+        change = Change(cmd.name, None if cmd.is_create else cmd.old, None if cmd.is_delete else cmd.new,
+                        "push", view, reader)
+        try:
+            run_validators(repo.validators, change)
+        except ValidationError as e:
+            results[i] = Declined(str(e))
+            messages.append(f"error: {cmd.name}: {e}")
+
+
+def _named(req: PushRequest, results: list[RefResult | Declined]) -> list[tuple[str, RefResult | Declined]]:
     return [(c.name, r) for c, r in zip(req.commands, results, strict=True)]
 
 

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
-from storage.graph import ObjectGraph
+from govc.reality import Reality
+from govc.timetravel import Snapshot
+from govc.transaction import Overlay, Transaction
+from govc.trees import Commit, Identity, TreeReader, load_commit, serialize_commit
+from govc.validation import Change, RegisteredValidator, run_validators
+from govc.watch import Event, Watcher
+from storage.disk import pack_from_objects
+from storage.graph import ObjectGraph, object_links
 from storage.interfaces import Backend, MemoryBackend, ReflogEntry, RefUpdate
 from storage.objects import MemoryObjectStore
-from storage.packs import StoredPack
+from storage.packs import OBJ_COMMIT, StoredPack, index_pack
 from storage.refs import MemoryRefStore
 
 log = logging.getLogger("govc.repository")
@@ -67,6 +78,22 @@ class Repository:
         self.ephemeral_namespace = "refs/realities/"
         self.ephemeral_refs: set[str] = set()
         self.created = time.time()
+        self.trees = TreeReader(self.objects)
+        self.validators: list[RegisteredValidator] = []
+        self.watchers: list[Watcher] = []
+        self._event_lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"<Repository {self.name or '(unnamed)'}: {len(self.refs)} refs, {len(self.objects)} objects>"
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], name: str = "default") -> Repository:
+        """A durable repository: ``name`` in the data directory at ``path`` (created if needed)."""
+        from storage.disk import DataDirectory
+
+        directory = DataDirectory(Path(path))
+        directory.create_repo(name)
+        return cls.restore(name, directory.backend(name))
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -74,6 +101,42 @@ class Repository:
         """Make a checked pack's objects visible (durable first, then in memory)."""
         self.backend.store_pack(pack)
         self.objects.add_pack(pack)
+
+    @property
+    def durable(self) -> bool:
+        return not isinstance(self.backend, MemoryBackend)
+
+    def write_objects(self, objects: Sequence[tuple[int, bytes]], *, ephemeral: bool = False) -> None:
+        """Store objects the API made: as one durable pack, or (memory repositories, ephemeral
+        realities) as compressed records in memory."""
+        if not objects:
+            return
+        if not self.durable or ephemeral:
+            for type_num, content in objects:
+                self.objects.add_object(type_num, content)
+            return
+        self.add_pack(index_pack(pack_from_objects(objects)))
+
+    def _persist_loose_closure(self, tips: Iterable[bytes]) -> None:
+        """Before a durable ref points at objects only held in memory (an ephemeral reality
+        merged into a branch), write them as a pack."""
+        found: list[tuple[int, bytes]] = []
+        seen: set[bytes] = set()
+        stack = [t for t in tips if t is not None]
+        while stack:
+            oid = stack.pop()
+            if oid in seen or not self.objects.is_loose(oid):
+                continue
+            seen.add(oid)
+            type_num, content = self.objects.get(oid)
+            found.append((type_num, content))
+            stack.extend(object_links(type_num, content))
+        if found:
+            self.add_pack(index_pack(pack_from_objects(found)))
+
+    def trees_for(self, objects: object) -> TreeReader:
+        """A tree reader over another object view (a transaction's overlay)."""
+        return TreeReader(objects, capacity=256)  # type: ignore[arg-type]
 
     # -- refs --------------------------------------------------------------------------------
 
@@ -111,6 +174,8 @@ class Repository:
             kept = {n: v for n, v in changes.items() if not ephemeral and n not in self.ephemeral_refs}
             if not kept:
                 return
+            if self.durable:
+                self._persist_loose_closure(v for v in kept.values() if v is not None)
             log_kept = [(n, e) for n, e in reflog if n in kept]
             record = json.dumps({
                 "repository": self.name,
@@ -120,22 +185,23 @@ class Repository:
             })
             self.backend.commit_refs(kept, self.refs.symrefs(), log_kept, record)
 
-        plan = self.refs.update(updates, who=who, message=message, persist=persist)
-        for name, _old, new_value in plan:
-            if ephemeral and new_value is not None:
-                self.ephemeral_refs.add(name)
-            elif new_value is None:
-                self.ephemeral_refs.discard(name)
-        event = RefEvent(
-            self.name,
-            tuple(RefChange(n, o, w) for n, o, w in plan),
-            who, message, source, time.time(), options,
-        )
-        for listener in list(self._hooks.listeners):
-            try:
-                listener(event)
-            except Exception:  # a listener must never undo or fail an acknowledged update
-                log.exception("ref event listener failed")
+        with self._event_lock:  # events leave in the order the refs moved
+            plan = self.refs.update(updates, who=who, message=message, persist=persist)
+            for name, _old, new_value in plan:
+                if ephemeral and new_value is not None:
+                    self.ephemeral_refs.add(name)
+                elif new_value is None:
+                    self.ephemeral_refs.discard(name)
+            event = RefEvent(
+                self.name,
+                tuple(RefChange(n, o, w) for n, o, w in plan),
+                who, message, source, time.time(), options,
+            )
+            for listener in list(self._hooks.listeners):
+                try:
+                    listener(event)
+                except Exception:  # a listener must never undo or fail an acknowledged update
+                    log.exception("ref event listener failed")
         return event
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
@@ -163,3 +229,157 @@ class Repository:
             repo.objects.add_pack(pack)
         repo.refs.load(snap.refs, snap.symrefs, snap.reflogs)
         return repo
+
+    # -- the Python API ------------------------------------------------------------------------
+
+    def resolve_reality_ref(self, name: str) -> str:
+        """A short name as a ref: an existing branch, else an existing reality, else a branch."""
+        if name.startswith("refs/"):
+            return name
+        for candidate in (f"refs/heads/{name}", f"{self.ephemeral_namespace}{name}"):
+            if self.refs.get(candidate) is not None:
+                return candidate
+        return f"refs/heads/{name}"
+
+    def reality(self, name: str) -> Reality:
+        """A handle on any branch or reality (``"main"``, ``"canary"``)."""
+        ref = self.resolve_reality_ref(name)
+        return Reality(self, ref, ephemeral=ref in self.ephemeral_refs)
+
+    def parallel_realities(
+        self, names: Sequence[str], *, base: str = "main", ephemeral: bool = False,
+    ) -> list[Reality]:
+        """Create realities (``refs/realities/<name>``) at ``base``'s tip, all in one atomic update."""
+        refs = [f"{self.ephemeral_namespace}{n}" for n in names]
+        start = self.refs.get(self.resolve_reality_ref(base))
+        missing = [r for r in refs if self.refs.get(r) is None]
+        if missing and start is not None:
+            self.update_refs([RefUpdate(r, start, None) for r in missing], who="govc",
+                             message=f"reality from {base}", source="api", ephemeral=ephemeral)
+        return [Reality(self, r, ephemeral=r in self.ephemeral_refs) for r in refs]
+
+    def parallel_reality(self, name: str, *, base: str = "main", ephemeral: bool = False) -> Reality:
+        return self.parallel_realities([name], base=base, ephemeral=ephemeral)[0]
+
+    def transaction(
+        self, branch: str | Sequence[str] = "main", *, author: str | None = None, rebase: bool = False,
+    ) -> Transaction:
+        """Stage changes on one or more branches/realities and commit them atomically."""
+        names = [branch] if isinstance(branch, str) else list(branch)
+        refs = [self.resolve_reality_ref(n) for n in names]
+        return Transaction(self, refs, author=author, rebase=rebase,
+                           ephemeral=bool(refs) and all(r in self.ephemeral_refs for r in refs))
+
+    def set_main(self, reality: Reality | str, *, branch: str = "main") -> Commit:
+        """Promote: move ``branch`` to the reality's tip (compare-and-swap on its current value)."""
+        source = reality if isinstance(reality, Reality) else self.reality(reality)
+        tip = source.head
+        if tip is None:
+            raise KeyError(f"{source.name} has no commits")
+        ref = self.resolve_reality_ref(branch)
+        self.update_refs([RefUpdate(ref, tip, self.refs.get(ref))], who="govc",
+                         message=f"promote {source.name}", source="api")
+        return load_commit(self.objects, tip)
+
+    def merge(
+        self, reality: Reality | str, *, into: str = "main", author: str | None = None,
+        message: str | None = None,
+    ) -> MergeOutcome:
+        """A real three-way merge of the reality into ``into``: fast-forward when possible, else
+        a two-parent commit; conflicts come back as data and nothing is written."""
+        from govc.merge import merge_commits
+
+        source = reality if isinstance(reality, Reality) else self.reality(reality)
+        theirs = source.head
+        target = self.resolve_reality_ref(into)
+        ours = self.refs.get(target)
+        if theirs is None:
+            raise KeyError(f"{source.name} has no commits")
+        if ours is None:
+            self.update_refs([RefUpdate(target, theirs, None)], who="govc", message="merge",
+                             source="merge")
+            return MergeOutcome(load_commit(self.objects, theirs), (), fast_forward=True)
+        overlay = Overlay(self)
+        result = merge_commits(overlay, self.graph, ours, theirs)
+        if result.conflicts:
+            return MergeOutcome(None, tuple(result.conflicts))
+        if result.fast_forward:
+            new = theirs
+        elif result.tree == self.graph.commit(ours).tree and self.graph.ancestors([ours]) >= {theirs}:
+            return MergeOutcome(load_commit(self.objects, ours), (), up_to_date=True)
+        else:
+            ident = Identity.parse(author or "govc <govc@govc.invalid>")
+            raw = serialize_commit(result.tree, [ours, theirs], ident, ident, int(time.time()),
+                                   message or f"Merge {source.name} into {into}")
+            new = overlay.add_object(OBJ_COMMIT, raw)
+        proposal = Change(target, ours, new, "merge", overlay, self.trees_for(overlay))
+        run_validators(self.validators, proposal)
+        self.write_objects(list(overlay.pending.values()), ephemeral=target in self.ephemeral_refs)
+        self.update_refs([RefUpdate(target, new, ours)], who=author or "govc",
+                         message=f"merge {source.name}", source="merge")
+        return MergeOutcome(load_commit(self.objects, new), (), fast_forward=result.fast_forward)
+
+    def time_travel(self, when: datetime | float | int) -> Snapshot:
+        """Refs, trees and files as they were at ``when`` (a datetime or epoch seconds)."""
+        return Snapshot(self, when)
+
+    def watch(
+        self, fn: Callable[[Event], object] | None = None, *, paths: str | Sequence[str] | None = None,
+        branches: str | Sequence[str] | None = None,
+    ) -> Any:
+        """Register a watcher (usable as ``@repo.watch`` or ``@repo.watch(paths="*.tf")``).
+
+        Returns the :class:`Watcher`; ``watcher.close()`` removes it."""
+        def register(callback: Callable[[Event], object]) -> Watcher:
+            watcher = Watcher(self, callback, paths=paths, branches=branches)
+            self.watchers.append(watcher)
+            return watcher
+
+        return register(fn) if fn is not None else register
+
+    def unwatch(self, watcher: Watcher) -> None:
+        watcher.close()
+        if watcher in self.watchers:
+            self.watchers.remove(watcher)
+
+    def validator(
+        self, fn: Callable[[Change], object] | None = None, *, branches: str | None = None,
+    ) -> Any:
+        """Register a validator (``@repo.validator`` or ``@repo.validator(branches="main")``)
+        that can veto API commits, merges and git pushes by raising :class:`ValidationError`."""
+        def register(callback: Callable[[Change], object]) -> Callable[[Change], object]:
+            self.validators.append(RegisteredValidator(callback, branches))
+            return callback
+
+        return register(fn) if fn is not None else register
+
+    def branches(self) -> list[str]:
+        return [n.removeprefix("refs/heads/") for n, _ in self.refs.items() if n.startswith("refs/heads/")]
+
+    def realities(self) -> list[Reality]:
+        return [Reality(self, n, ephemeral=n in self.ephemeral_refs) for n, _ in self.refs.items()
+                if n.startswith(self.ephemeral_namespace)]
+
+    def log(self, branch: str = "main", limit: int | None = None) -> list[Commit]:
+        """First-parent history of a branch, newest first."""
+        out: list[Commit] = []
+        tip = self.refs.get(self.resolve_reality_ref(branch))
+        while tip is not None and (limit is None or len(out) < limit):
+            commit = load_commit(self.objects, tip)
+            out.append(commit)
+            tip = commit.parents[0].encode() if commit.parents else None
+        return out
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    """What :meth:`Repository.merge` did: the resulting commit, or the conflicts (nothing written)."""
+
+    commit: Commit | None
+    conflicts: tuple[Any, ...]
+    fast_forward: bool = False
+    up_to_date: bool = False
+
+    @property
+    def clean(self) -> bool:
+        return not self.conflicts

@@ -124,13 +124,23 @@ class PushRequestParser:
         return self._reader.take_rest()
 
 
-def report_status(unpack_error: str | None, results: Sequence[tuple[str, RefResult]]) -> bytes:
+@dataclass(frozen=True, slots=True)
+class Declined:
+    """A ref refused by a hook or validator, with its own one-line reason (git shows it as
+    ``! [remote rejected] main -> main (<reason>)``)."""
+
+    reason: str
+
+
+def report_status(unpack_error: str | None, results: Sequence[tuple[str, RefResult | Declined]]) -> bytes:
     """The report-status (and report-status-v2) answer, one line per command in request order."""
     out = [encode_line("unpack ok" if unpack_error is None else f"unpack {unpack_error}")]
     for name, result in results:
         if result is RefResult.OK:
             out.append(encode_line(f"ok {name}".encode("utf-8", "surrogateescape")))
         else:
-            out.append(encode_line(f"ng {name} {result.value}".encode("utf-8", "surrogateescape")))
+            reason = result.reason if isinstance(result, Declined) else result.value
+            reason = " ".join(reason.split())[:200] or "declined"
+            out.append(encode_line(f"ng {name} {reason}".encode("utf-8", "surrogateescape")))
     out.append(FLUSH_PKT)
     return b"".join(out)

@@ -192,6 +192,8 @@ class DataDirectory:
                 meta = json.loads(marker.read_text())
             except (OSError, ValueError) as e:
                 raise DataDirectoryError(f"{marker} is unreadable: {e}") from None
+            if not isinstance(meta, dict):
+                raise DataDirectoryError(f"{marker} is damaged: expected a JSON object")
             if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
                 raise DataDirectoryError(
                     f"{self.path} holds data of format {meta.get('format')!r} version "

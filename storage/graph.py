@@ -77,6 +77,19 @@ def parse_tag_target(raw: bytes) -> tuple[bytes, int]:
     return target, type_num
 
 
+def object_links(type_num: int, content: bytes) -> list[bytes]:
+    """The object ids an object points at (a commit's tree and parents, a tree's entries without
+    submodules, a tag's target)."""
+    if type_num == OBJ_COMMIT:
+        info = parse_commit(content)
+        return [info.tree, *info.parents]
+    if type_num == OBJ_TREE:
+        return [sha for _n, mode, sha in parse_tree(content, 20) if (mode & 0o170000) != GITLINK_MODE]
+    if type_num == OBJ_TAG:
+        return [parse_tag_target(content)[0]]
+    return []
+
+
 class LinkCollector:
     """Collects, while a pack is indexed, what each received object points at.
 

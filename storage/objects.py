@@ -86,6 +86,10 @@ class MemoryObjectStore:
         pack, pos = found
         return pack.types[pos]
 
+    def is_loose(self, oid: bytes) -> bool:
+        """Held only as a compressed record in memory (in no pack)?"""
+        return oid in self._loose and self._locate(oid) is None
+
     def size_of(self, oid: bytes) -> int:
         """Inflated size, known without inflating (recorded when the object arrived)."""
         loose = self._loose.get(oid)

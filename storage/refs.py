@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 
 from storage.errors import InvalidRefName, RefConflict, RefDirectoryConflict, StaleRef
@@ -17,6 +18,16 @@ PersistFn = Callable[[Mapping[str, bytes | None], Sequence[tuple[str, ReflogEntr
 MAX_SYMREF_DEPTH = 5
 
 
+def _entry_time(entry: ReflogEntry) -> float:
+    return entry.when
+
+
+def _parents(name: str) -> list[str]:
+    """``refs/heads/a/b`` -> ``["refs/heads", "refs/heads/a"]`` (the directories that matter)."""
+    parts = name.split("/")
+    return ["/".join(parts[:i]) for i in range(2, len(parts))]
+
+
 class MemoryRefStore:
     """Refs of one repository. Every update goes through :meth:`update`, atomically."""
 
@@ -26,6 +37,7 @@ class MemoryRefStore:
         self._reflogs: dict[str, list[ReflogEntry]] = {}
         self._lock = threading.RLock()
         self._sorted: list[tuple[str, bytes]] | None = None
+        self._dirs: dict[str, int] = {}  # directory -> how many refs are below it
         self.version = 0  # bumped on every change; caches keyed by it stay valid until then
 
     # -- reading -----------------------------------------------------------------------------
@@ -74,6 +86,27 @@ class MemoryRefStore:
     def reflog(self, name: str) -> list[ReflogEntry]:
         return list(self._reflogs.get(self.resolve_name(name), ()))
 
+    def logged_refs(self) -> list[str]:
+        """Every ref with a reflog, including refs deleted since."""
+        return list(self._reflogs)
+
+    def value_at(self, name: str, when: float) -> tuple[bool, bytes | None]:
+        """Where ``name`` pointed at ``when``, from the reflog: ``(True, value)`` when the log
+        covers that moment (value None: the ref did not exist), else ``(False, value)`` with the
+        value the ref had when logging began (None: unknown) for the caller to search history."""
+        name = self.resolve_name(name)
+        entries = self._reflogs.get(name)
+        if not entries:
+            return False, None
+        i = bisect_right(entries, when, key=_entry_time) - 1
+        if i >= 0:
+            new = entries[i].new
+            return True, None if new == ZERO_OID else new
+        first = entries[0].old
+        if first == ZERO_OID:
+            return True, None
+        return False, first
+
     # -- writing -----------------------------------------------------------------------------
 
     def check(self, updates: Sequence[RefUpdate]) -> list[tuple[str, bytes | None, bytes | None]]:
@@ -98,23 +131,36 @@ class MemoryRefStore:
             plan.append((name, current, new))
         created = [name for name, old, new in plan if old is None and new is not None]
         if created:
-            after = set(self._refs)
-            for name, _old, new in plan:
-                if new is None:
-                    after.discard(name)
-                else:
-                    after.add(name)
-            for name in created:
-                parts = name.split("/")
-                for i in range(2, len(parts)):
-                    parent = "/".join(parts[:i])
-                    if parent in after:
-                        raise RefDirectoryConflict(name, parent)
-                prefix = name + "/"
-                for other in after:
-                    if other.startswith(prefix):
-                        raise RefDirectoryConflict(name, other)
+            self._check_directories(created, {name for name, old, new in plan if new is None})
         return plan
+
+    def _check_directories(self, created: list[str], deleted: set[str]) -> None:
+        """git's directory/file rule for the refs as they would be after the transaction, in
+        time proportional to the names' depth (not to how many refs exist)."""
+        created_set = set(created)
+        created_dirs: set[str] = set()
+        for name in created:
+            created_dirs.update(_parents(name))
+        for name in created:
+            for parent in _parents(name):
+                if (parent in self._refs and parent not in deleted) or parent in created_set:
+                    raise RefDirectoryConflict(name, parent)
+            below = self._dirs.get(name, 0)
+            if below:
+                prefix = name + "/"
+                below -= sum(1 for d in deleted if d.startswith(prefix))
+            if below > 0 or name in created_dirs:
+                prefix = name + "/"
+                other = next((r for r in [*self._refs, *created_set] if r.startswith(prefix)), prefix)
+                raise RefDirectoryConflict(name, other)
+
+    def _count_dirs(self, name: str, delta: int) -> None:
+        for parent in _parents(name):
+            count = self._dirs.get(parent, 0) + delta
+            if count:
+                self._dirs[parent] = count
+            else:
+                self._dirs.pop(parent, None)
 
     def update(
         self,
@@ -136,8 +182,11 @@ class MemoryRefStore:
                 persist(changes, log)
             for name, new in changes.items():
                 if new is None:
-                    self._refs.pop(name, None)
+                    if self._refs.pop(name, None) is not None:
+                        self._count_dirs(name, -1)
                 else:
+                    if name not in self._refs:
+                        self._count_dirs(name, +1)
                     self._refs[name] = new
             for name, entry in log:
                 self._reflogs.setdefault(name, []).append(entry)
@@ -154,6 +203,9 @@ class MemoryRefStore:
         """Replace the whole state (a backend restoring what it persisted)."""
         with self._lock:
             self._refs = dict(refs)
+            self._dirs = {}
+            for name in self._refs:
+                self._count_dirs(name, +1)
             self._symrefs = dict(symrefs) or {"HEAD": "refs/heads/main"}
             self._reflogs = {k: list(v) for k, v in (reflogs or {}).items()}
             self._sorted = None

@@ -7,6 +7,7 @@ main), advanced (c8 on main, the state of 06, 07, 17, 21 and 22) and empty.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -98,3 +99,75 @@ def transcripts() -> Path:
 def git_required() -> None:
     if not have_git():
         pytest.skip("git is not installed")
+
+
+# --------------------------------------------------------------------------------------------
+# A small stock-git history for persistence and import/export tests
+
+GIT_HISTORY_HEAD = "refs/heads/main"
+
+
+def _history_text(variant: int) -> str:
+    """About 24 KB of deterministic text; variants differ in a few lines (so git deltas them)."""
+    lines = [f"{i:04d} " + hashlib.sha1(b"%d" % i).hexdigest() * 2 + "\n" for i in range(300)]
+    for i in range(variant, 300, 97 if variant else 301):
+        lines[i] = f"{i:04d} changed in variant {variant}\n"
+    return "".join(lines)
+
+
+def build_git_history(work: Path) -> Path:
+    """A non-bare repository made by stock git::
+
+        c1 -- c2 ------ M -- c5      main (HEAD)
+          \\   \\       /
+           \\   c4 ----/--        release/1.x
+            c3 -------+          feature
+
+    Tags: ``light`` (lightweight, c1), ``v1.0`` (annotated, M), ``v1.0-nested`` (annotated tag
+    of the tag v1.0) and ``blob-tag`` (annotated tag of a blob). ``big.txt`` changes in c2 and
+    c5, so packs made from it carry deltas. Dates are fixed: object ids are the same every run.
+    """
+    clock = iter(range(1_700_000_000, 1_700_100_000, 60))
+
+    def run(*args: str) -> None:
+        stamp = f"{next(clock)} +0000"
+        git("-C", work, *args, env={"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp})
+
+    def commit(message: str, files: dict[str, str]) -> None:
+        for name, content in files.items():
+            (work / name).write_text(content)
+            run("add", "--", name)
+        run("commit", "-q", "-m", message)
+
+    git("init", "-q", "-b", "main", work)
+    commit("c1: start", {"README.md": "# sample\n", "big.txt": _history_text(0)})
+    run("tag", "light")
+    run("checkout", "-q", "-b", "feature")
+    commit("c3: feature", {"feature.txt": "on\n"})
+    run("checkout", "-q", "main")
+    commit("c2: edit big", {"big.txt": _history_text(1), "hello.txt": "hello\n"})
+    run("checkout", "-q", "-b", "release/1.x")
+    commit("c4: release", {"hello.txt": "hello, release\n"})
+    run("checkout", "-q", "main")
+    run("merge", "-q", "--no-ff", "-m", "M: merge feature", "feature")
+    run("tag", "-a", "v1.0", "-m", "Version 1.0")
+    run("tag", "-a", "v1.0-nested", "-m", "A tag of the tag v1.0", "v1.0")
+    blob = git("-C", work, "rev-parse", "HEAD:README.md").stdout.decode().strip()
+    run("tag", "-a", "blob-tag", "-m", "A tag of a blob", blob)
+    commit("c5: edit big again", {"big.txt": _history_text(2)})
+    return work
+
+
+@pytest.fixture(scope="session")
+def git_history_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if not have_git():
+        pytest.skip("git is not installed")
+    return build_git_history(tmp_path_factory.mktemp("git-history") / "work")
+
+
+@pytest.fixture
+def git_history(git_history_template: Path, tmp_path: Path) -> Path:
+    """A private copy of :func:`build_git_history`'s repository (non-bare, loose objects)."""
+    dest = tmp_path / "source"
+    shutil.copytree(git_history_template, dest, symlinks=True)
+    return dest
