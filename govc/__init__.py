@@ -9,6 +9,7 @@ Repositories live in memory in genuine Git format and are served over Git's smar
         tx.commit("First config")
 """
 
+from govc.embedded import Server
 from govc.reality import Reality
 from govc.registry import Registry
 from govc.repository import MergeOutcome, RefChange, RefEvent, Repository
@@ -30,6 +31,7 @@ __all__ = [
     "RefEvent",
     "Registry",
     "Repository",
+    "Server",
     "Snapshot",
     "Transaction",
     "ValidationError",

@@ -49,6 +49,16 @@ class Registry:
         self.directory.create_repo(key)
         return Repository.restore(key, self.directory.backend(key))
 
+    def add(self, name: str, repo: Repository) -> None:
+        """Serve an existing in-memory repository under ``name``."""
+        key = normalize_name(name)
+        with self._lock:
+            if key in self._repos:
+                raise RepositoryExists(key)
+            if not repo.name:
+                repo.name = key
+            self._repos[key] = repo
+
     def get(self, name: str) -> Repository | None:
         return self._repos.get(normalize_name(name))
 
