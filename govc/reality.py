@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
@@ -73,6 +74,13 @@ class Reality:
                 else:
                     tx.write(path, data)
             return tx.commit(message or f"apply {', '.join(sorted(changes))}")
+
+    async def apply_async(
+        self, changes: Mapping[str, str | bytes | None], message: str | None = None, *,
+        author: str | None = None,
+    ) -> Commit:
+        """:meth:`apply` on a worker thread (for asyncio code)."""
+        return await asyncio.to_thread(self.apply, changes, message, author=author)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Reality) and other.repo is self.repo and other.ref == self.ref

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -318,6 +319,11 @@ class Repository:
         self.update_refs([RefUpdate(target, new, ours)], who=author or "govc",
                          message=f"merge {source.name}", source="merge")
         return MergeOutcome(load_commit(self.objects, new), (), fast_forward=result.fast_forward)
+
+    async def merge_async(self, reality: Reality | str, *, into: str = "main", author: str | None = None,
+                          message: str | None = None) -> MergeOutcome:
+        """:meth:`merge` on a worker thread (for asyncio code)."""
+        return await asyncio.to_thread(self.merge, reality, into=into, author=author, message=message)
 
     def time_travel(self, when: datetime | float | int) -> Snapshot:
         """Refs, trees and files as they were at ``when`` (a datetime or epoch seconds)."""

@@ -8,6 +8,7 @@ with ``rebase=True``, is replayed on the new tip when none of its paths changed 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -203,6 +204,10 @@ class Transaction:
             self.committed = {ref: load_commit(self.repo.objects, oid) for ref, oid in proposals.items()}
             return self.committed[next(iter(proposals))]
         raise ConflictError("gave up rebasing: the refs keep moving")
+
+    async def commit_async(self, message: str, *, author: str | None = None) -> Commit:
+        """:meth:`commit` on a worker thread, so an event loop keeps serving meanwhile."""
+        return await asyncio.to_thread(self.commit, message, author=author)
 
     def _rebase_onto_current(self) -> bool:
         """Move every stage's base to its ref's current tip if no staged path changed there."""
