@@ -297,6 +297,9 @@ class DiskBackend:
         self.pack_dir.mkdir(parents=True, exist_ok=True)
         for stray in self.pack_dir.glob(".*.tmp-*"):
             stray.unlink(missing_ok=True)  # a write a crash interrupted; never acknowledged
+        for index in [*self.pack_dir.glob("pack-*.idx"), *self.pack_dir.glob("pack-*.govc")]:
+            if not index.with_suffix(".pack").exists():
+                index.unlink(missing_ok=True)  # indexes of a pack whose write a crash cut short
         for pack_path in sorted(self.pack_dir.glob("pack-*.pack"), key=lambda p: p.stat().st_mtime):
             snap.packs.append(self._load_pack(pack_path))
         d = self.directory
