@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import threading
 
+from govc.events import EventLog
 from govc.repository import Repository
 from storage.disk import DataDirectory
 
@@ -37,17 +38,22 @@ class Registry:
 
     def __init__(self, directory: DataDirectory | None = None) -> None:
         self.directory = directory
+        self.events = EventLog(directory)
         self._repos: dict[str, Repository] = {}
         self._lock = threading.Lock()
         if directory is not None:
             for name in directory.repo_names():
-                self._repos[name] = Repository.restore(name, directory.backend(name))
+                self._repos[name] = self._adopt(Repository.restore(name, directory.backend(name)))
+
+    def _adopt(self, repo: Repository) -> Repository:
+        repo.subscribe(self.events.record)
+        return repo
 
     def _new(self, key: str) -> Repository:
         if self.directory is None:
-            return Repository(key)
+            return self._adopt(Repository(key))
         self.directory.create_repo(key)
-        return Repository.restore(key, self.directory.backend(key))
+        return self._adopt(Repository.restore(key, self.directory.backend(key)))
 
     def add(self, name: str, repo: Repository) -> None:
         """Serve an existing in-memory repository under ``name``."""
@@ -57,7 +63,7 @@ class Registry:
                 raise RepositoryExists(key)
             if not repo.name:
                 repo.name = key
-            self._repos[key] = repo
+            self._repos[key] = self._adopt(repo)
 
     def get(self, name: str) -> Repository | None:
         return self._repos.get(normalize_name(name))

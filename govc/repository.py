@@ -48,6 +48,17 @@ class RefEvent:
     source: str  # "push", "api", "cli"
     time: float
     push_options: tuple[str, ...] = ()
+    id: int | None = None  # position in the durable event log (None: not logged on disk)
+
+    def record(self) -> dict[str, object]:
+        """The event as the event log, SSE streams and webhooks carry it."""
+        return {
+            "repository": self.repository,
+            "changes": [{"ref": c.name, "old": (c.old or b"0" * 40).decode(),
+                         "new": (c.new or b"0" * 40).decode()} for c in self.changes],
+            "who": self.who, "message": self.message, "source": self.source,
+            "push_options": list(self.push_options), "time": self.time,
+        }
 
 
 Listener = Callable[[RefEvent], None]
@@ -184,8 +195,9 @@ class Repository:
                 "who": who, "message": message, "source": source,
                 "push_options": list(options), "time": log_kept[0][1].when,
             })
-            self.backend.commit_refs(kept, self.refs.symrefs(), log_kept, record)
+            logged[0] = self.backend.commit_refs(kept, self.refs.symrefs(), log_kept, record)
 
+        logged: list[int | None] = [None]
         with self._event_lock:  # events leave in the order the refs moved
             plan = self.refs.update(updates, who=who, message=message, persist=persist)
             for name, _old, new_value in plan:
@@ -196,7 +208,7 @@ class Repository:
             event = RefEvent(
                 self.name,
                 tuple(RefChange(n, o, w) for n, o, w in plan),
-                who, message, source, time.time(), options,
+                who, message, source, time.time(), options, logged[0],
             )
             for listener in list(self._hooks.listeners):
                 try:

@@ -244,6 +244,24 @@ class DataDirectory:
                 raise
         shutil.rmtree(self.path / "repos" / f"{name}.git", ignore_errors=True)
 
+    def events_since(
+        self, after: int, repo: str | None = None, limit: int = 1000
+    ) -> list[tuple[int, str, float, str]]:
+        """Logged events with an id above ``after``, oldest first (the replayable event log)."""
+        if repo is None:
+            rows = self.query(
+                "SELECT id, repo, time, payload FROM events WHERE id > ? ORDER BY id LIMIT ?", (after, limit)
+            )
+        else:
+            rows = self.query(
+                "SELECT id, repo, time, payload FROM events WHERE id > ? AND repo = ? ORDER BY id LIMIT ?",
+                (after, repo, limit))
+        return [(int(r[0]), str(r[1]), float(r[2]), str(r[3])) for r in rows]  # type: ignore[arg-type]
+
+    def last_event_id(self) -> int:
+        row = self.query("SELECT COALESCE(MAX(id), 0) FROM events", ())
+        return int(row[0][0])  # type: ignore[call-overload]
+
     def backend(self, name: str) -> DiskBackend:
         return DiskBackend(self, name)
 
@@ -364,7 +382,7 @@ class DiskBackend:
         symrefs: Mapping[str, str],
         reflog: Iterable[tuple[str, ReflogEntry]],
         event: str | None = None,
-    ) -> None:
+    ) -> int | None:
         """One SQLite transaction: ref values (compare-and-swap against the log's old values),
         symbolic refs, reflog rows and the event record. Raises and changes nothing on failure."""
         entries = list(reflog)
@@ -398,10 +416,13 @@ class DiskBackend:
                     [(self.name, n, e.old.decode(), e.new.decode(), e.who, e.when, e.message)
                      for n, e in entries],
                 )
+                event_id = None
                 if event is not None:
-                    db.execute(
+                    cursor = db.execute(
                         "INSERT INTO events (repo, time, payload) VALUES (?, ?, ?)",
                         (self.name, time.time(), event),
                     )
+                    event_id = cursor.lastrowid
         except sqlite3.Error as e:
             raise StorageError(f"cannot record the ref update: {e}") from e
+        return event_id

@@ -118,9 +118,10 @@ class Backend(Protocol):
         symrefs: Mapping[str, str],
         reflog: Iterable[tuple[str, ReflogEntry]],
         event: str | None = None,
-    ) -> None:
+    ) -> int | None:
         """Record ref changes, the symbolic refs, reflog entries and the event (JSON) in one
-        atomic, durable step; raise (changing nothing) on failure."""
+        atomic, durable step; raise (changing nothing) on failure. Returns the event's id in
+        the durable event log (None when nothing keeps one)."""
         ...
 
     def remove_packs(self, packs: Iterable[StoredPack]) -> None: ...
@@ -144,8 +145,8 @@ class MemoryBackend:
         symrefs: Mapping[str, str],
         reflog: Iterable[tuple[str, ReflogEntry]],
         event: str | None = None,
-    ) -> None:
-        pass
+    ) -> int | None:
+        return None
 
     def remove_packs(self, packs: Iterable[StoredPack]) -> None:
         pass
