@@ -35,6 +35,17 @@ def main() -> None:
     """govc: a memory-first Git server and library."""
 
 
+def _cidrs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    import ipaddress
+
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a CIDR such as 127.0.0.0/8") from None
+    return values
+
+
 @main.command()
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
@@ -43,8 +54,10 @@ def main() -> None:
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port to listen on.")
 @click.option("--no-auto-create", is_flag=True, help="Refuse pushes to repositories that do not exist.")
 @click.option("-q", "--quiet", is_flag=True, help="Do not log each request.")
+@click.option("--webhook-allow", "webhook_allow", multiple=True, metavar="CIDR", callback=_cidrs,
+              help="Let webhooks reach this private/loopback range (repeatable), e.g. 127.0.0.0/8.")
 def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_create: bool,
-          quiet: bool) -> None:
+          quiet: bool, webhook_allow: tuple[str, ...]) -> None:
     """Serve every repository over Git's smart HTTP protocol.
 
     \b
@@ -69,11 +82,16 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_cre
     else:
         registry = Registry()
     loaded = time.monotonic() - started
-    app = make_app(registry, ServerConfig(auto_create=not no_auto_create))
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    try:
+        app = make_app(registry, ServerConfig(auto_create=not no_auto_create,
+                                              webhook_allow=list(webhook_allow),
+                                              public_url=f"http://{shown}:{port}"))
+    except ValueError as e:  # e.g. a malformed $GOVC_WEBHOOK_BACKOFF
+        raise click.ClickException(str(e)) from None
     if directory is not None:
         click.echo(f"loaded {len(registry)} repositories ({registry.object_count()} objects) "
                    f"in {loaded:.2f}s")
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     click.echo(f"govc serving http://{shown}:{port}/ ({where})")
     click.echo(f"  clone with: git clone http://{shown}:{port}/<name>.git")
     click.echo(f"  a push to http://{shown}:{port}/<name>.git creates the repository")

@@ -14,10 +14,15 @@ rather than any "reasonable" diff3:
 - any side with a NUL byte in its first 8000 bytes is binary: no line merge, ours is kept.
 
 At tree level a path is resolved without reading it when two of (base, ours, theirs) agree, so whole
-untouched directories cost one comparison. What differs from Git (see the tests' notes too): no
-rename or directory-rename detection, no ``.gitattributes`` (merge drivers, ``binary``, eol), no
-CRLF conflict markers, submodule changes on both sides always conflict, and for criss-cross
-histories the merge bases are merged into a virtual base only when that inner merge is clean.
+untouched directories cost one comparison. Objects are written only when the merge is clean.
+
+What differs from Git: no rename or directory-rename detection; no ``.gitattributes`` (merge
+drivers, ``binary``, eol); submodule changes on both sides always conflict (Git may fast-forward
+the submodule when it has its commits); for criss-cross histories the merge bases are merged into
+a virtual base only when that inner merge is clean, else the newest base is used; and where every
+line two regions share occurs more than 64 times (the histogram gives up and Git falls back to
+its Myers, with its own filtering of frequent lines), our plain Myers may align changes
+differently, which can change conflict hunks.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ __all__ = [
     "Conflict",
     "MergeResult",
     "UnrelatedHistories",
+    "is_binary",
     "merge_base",
     "merge_bases",
     "merge_blobs",
@@ -62,8 +68,9 @@ _MAX_VIRTUAL_DEPTH = 8
 EMPTY_TREE = object_id(OBJ_TREE, b"")
 
 
-class ObjectStore(Protocol):
-    """What a merge needs from a store: read objects, and write the merged blobs and trees."""
+class MergeStore(Protocol):
+    """What a merge needs from a store (MemoryObjectStore has it): read objects, and write the
+    merged blobs and trees."""
 
     def get(self, oid: bytes) -> tuple[int, bytes]: ...
 
@@ -131,19 +138,11 @@ def _intern(texts: Iterable[list[bytes]]) -> list[list[int]]:
 def _diff(a: Sequence[int], b: Sequence[int]) -> tuple[bytearray, bytearray]:
     """Which lines of ``a`` and ``b`` are changed (1) and which are common (0).
 
-    The common prefix and suffix are set aside first, as xdiff does, because the histogram's
-    choice of anchors depends on the region it looks at.
+    Unlike Myers in xdiff, the histogram looks at the whole files, common prefix and suffix
+    included: where it anchors depends on that, and so does the merge.
     """
-    n, m = len(a), len(b)
-    ca, cb = bytearray(n), bytearray(m)
-    lo = 0
-    while lo < n and lo < m and a[lo] == b[lo]:
-        lo += 1
-    hi_a, hi_b = n, m
-    while hi_a > lo and hi_b > lo and a[hi_a - 1] == b[hi_b - 1]:
-        hi_a -= 1
-        hi_b -= 1
-    _histogram(a, b, ca, cb, lo, hi_a, lo, hi_b)
+    ca, cb = bytearray(len(a)), bytearray(len(b))
+    _histogram(a, b, ca, cb, 0, len(a), 0, len(b))
     _compact(a, ca, cb)
     _compact(b, cb, ca)
     return ca, cb
@@ -505,10 +504,31 @@ def _join_conflicts(regions: list[_Region]) -> list[_Region]:
     return out
 
 
-def _with_newline(lines: list[bytes]) -> list[bytes]:
+def _with_newline(lines: list[bytes], eol: bytes) -> list[bytes]:
     if lines and not lines[-1].endswith(b"\n"):
-        return [*lines[:-1], lines[-1] + b"\n"]
+        return [*lines[:-1], lines[-1] + eol]
     return lines
+
+
+def _ends_in_crlf(lines: list[bytes], i: int) -> int:
+    """Whether line ``i`` ends in CRLF: 1 yes, 0 no, -1 cannot tell (no such line, or a last
+    line without end of line and nothing before it to judge by)."""
+    if not lines:
+        return -1
+    if i == len(lines) - 1 and not lines[i].endswith(b"\n"):
+        if i == 0:
+            return -1
+        i -= 1
+    return 1 if lines[i].endswith(b"\r\n") else 0
+
+
+def _conflict_eol(base: list[bytes], ours: list[bytes], theirs: list[bytes], r: _Region) -> bytes:
+    """Markers take the file's line ending, as Git's do: CRLF when neither side's line just before
+    the conflict (or first line) ends in a bare LF and the base's first line ends in CRLF."""
+    before_ours = _ends_in_crlf(ours, r.i1 - 1 if r.i1 else 0)
+    if before_ours == 0 or _ends_in_crlf(theirs, r.i2 - 1 if r.i2 else 0) == 0:
+        return b"\n"
+    return b"\r\n" if _ends_in_crlf(base, 0) == 1 else b"\n"
 
 
 def is_binary(data: bytes) -> bool:
@@ -516,8 +536,8 @@ def is_binary(data: bytes) -> bool:
     return b"\x00" in data[:BINARY_PROBE]
 
 
-def _marker(sign: bytes, label: str) -> bytes:
-    return sign * 7 + (b" " + label.encode() if label else b"") + b"\n"
+def _marker(sign: bytes, label: str, eol: bytes) -> bytes:
+    return sign * 7 + (b" " + label.encode() if label else b"") + eol
 
 
 def merge_blobs(
@@ -548,11 +568,12 @@ def merge_blobs(
         out += ours_lines[pos : r.i1]
         if r.mode == 0:
             clean = False
-            out.append(_marker(b"<", labels[0]))
-            out += _with_newline(ours_lines[r.i1 : r.i1 + r.c1])
-            out.append(b"=======\n")
-            out += _with_newline(theirs_lines[r.i2 : r.i2 + r.c2])
-            out.append(_marker(b">", labels[1]))
+            eol = _conflict_eol(base_lines, ours_lines, theirs_lines, r)
+            out.append(_marker(b"<", labels[0], eol))
+            out += _with_newline(ours_lines[r.i1 : r.i1 + r.c1], eol)
+            out.append(b"=======" + eol)
+            out += _with_newline(theirs_lines[r.i2 : r.i2 + r.c2], eol)
+            out.append(_marker(b">", labels[1], eol))
         elif r.mode == 2:
             out += theirs_lines[r.i2 : r.i2 + r.c2]
         else:
@@ -592,7 +613,7 @@ def _tree_key(item: tuple[bytes, _Entry]) -> bytes:
     return name + b"/" if entry.is_tree else name
 
 
-def serialize_tree(entries: dict[bytes, _Entry]) -> bytes:
+def _serialize_tree(entries: dict[bytes, _Entry]) -> bytes:
     return b"".join(
         b"%o %s\x00%s" % (e.mode, name, bytes.fromhex(e.oid.decode()))
         for name, e in sorted(entries.items(), key=_tree_key)
@@ -603,7 +624,7 @@ class _TreeMerger:
     """One tree merge: reads inputs from the store, collects conflicts, and keeps the objects it
     makes aside so that nothing is written unless the whole merge is clean."""
 
-    def __init__(self, objects: ObjectStore, labels: tuple[str, str]) -> None:
+    def __init__(self, objects: MergeStore, labels: tuple[str, str]) -> None:
         self.objects = objects
         self.labels = labels
         self.conflicts: list[Conflict] = []
@@ -630,10 +651,9 @@ class _TreeMerger:
     def entries(self, tree: bytes | None) -> dict[bytes, _Entry]:
         if tree is None:
             return {}
+        raw = self.read(tree, OBJ_TREE)
         try:
-            parsed = parse_tree(self.read(tree, OBJ_TREE), 20)
-        except CorruptObject:
-            raise
+            parsed = parse_tree(raw, 20)
         except Exception as e:
             raise CorruptObject(f"malformed tree {tree.decode()}: {e}") from None
         return {name: _Entry(_canonical_mode(mode), sha) for name, mode, sha in parsed}
@@ -676,7 +696,7 @@ class _TreeMerger:
                 out[name] = result
         if not out:
             return None
-        return self.write(OBJ_TREE, serialize_tree(out))
+        return self.write(OBJ_TREE, _serialize_tree(out))
 
     def merge_path(self, path: bytes, b: _Entry | None, o: _Entry | None, t: _Entry | None) -> _Entry | None:
         """A name where all three sides differ. Its file and its directory (either may be absent
@@ -740,7 +760,9 @@ class _TreeMerger:
         if o.mode & _TYPE_MASK != 0o100000:
             # Symlink targets and submodule commits are not merged line by line.
             return _Entry(mode, o.oid), self.conflict(path, kind, b, o, t)
-        base_text = self.content(b) if b is not None and b.mode & _TYPE_MASK != MODE_GITLINK else None
+        # A base of another type (a symlink both sides replaced by files) is no base: Git merges
+        # the two files as if both had added them.
+        base_text = self.content(b) if b is not None and b.mode & _TYPE_MASK == 0o100000 else None
         ours_text = self.read(o.oid, OBJ_BLOB)
         theirs_text = self.read(t.oid, OBJ_BLOB)
         binary = any(is_binary(x) for x in (base_text or b"", ours_text, theirs_text))
@@ -755,7 +777,7 @@ class _TreeMerger:
 
 
 def merge_trees(
-    objects: ObjectStore,
+    objects: MergeStore,
     base_tree: bytes | None,
     ours_tree: bytes,
     theirs_tree: bytes,
@@ -771,7 +793,9 @@ def merge_trees(
     merger = _TreeMerger(objects, labels)
     tree = merger.merge_dir(b"", base_tree, ours_tree, theirs_tree)
     if merger.conflicts:
-        return MergeResult(None, tuple(merger.conflicts))
+        # In Git's order: by full path, byte-wise (``a.txt`` before ``a/x``).
+        ordered = sorted(merger.conflicts, key=lambda c: c.path.encode("utf-8", "surrogateescape"))
+        return MergeResult(None, tuple(ordered))
     if tree is None:
         tree = merger.write(OBJ_TREE, b"")
     merger.flush()
@@ -807,7 +831,7 @@ def merge_base(graph: ObjectGraph, a: bytes, b: bytes) -> bytes | None:
     return bases[0] if bases else None
 
 
-def _base_tree(objects: ObjectStore, graph: ObjectGraph, bases: tuple[bytes, ...], depth: int) -> bytes:
+def _base_tree(objects: MergeStore, graph: ObjectGraph, bases: tuple[bytes, ...], depth: int) -> bytes:
     """The tree to merge against. With several merge bases Git merges them into a virtual base
     (oldest first, each against the merge base of what is merged so far); we do the same while
     those inner merges are clean and otherwise use the newest base."""
@@ -829,7 +853,7 @@ def _base_tree(objects: ObjectStore, graph: ObjectGraph, bases: tuple[bytes, ...
 
 
 def merge_commits(
-    objects: ObjectStore,
+    objects: MergeStore,
     graph: ObjectGraph,
     ours: bytes,
     theirs: bytes,

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from govc.hooks import hook_paths, object_directory, run_hook
 from govc.repository import Repository
 from govc.validation import Change, ValidationError, run_validators
 from protocol.pktline import FLUSH_PKT
@@ -113,6 +114,7 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
         if result is RefResult.MISSING_OBJECTS:
             messages.append(f"error: missing necessary objects for {cmd.name}")
     _validate(repo, req, pack, results, messages)
+    _run_pre_hooks(repo, req, pack, results, messages)
     atomic = req.has("atomic")
     if atomic and any(r is not RefResult.OK for r in results):
         # As git: the first command that fails keeps its reason, every other one is refused
@@ -147,9 +149,51 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
             failed = RefResult.ATOMIC_TRANSACTION_FAILED if atomic else RefResult.LOCK_FAILED
             for i in batch:
                 results[i] = failed
+    applied = [c for c, r in zip(req.commands, results, strict=True) if r is RefResult.OK]
     if was_empty:
-        _choose_head(repo, [c for c, r in zip(req.commands, results, strict=True) if r is RefResult.OK])
+        _choose_head(repo, applied)
+    if applied:
+        for hook in hook_paths(repo.hooks_dir, repo.name, "post-receive"):
+            outcome = run_hook(hook, [], _hook_stdin(applied), repo_dir=repo.repo_dir, object_dir=None,
+                               push_options=req.push_options)
+            messages += outcome.output  # never changes the push's status, as in git
     return PushOutcome(None, _named(req, results), messages)
+
+
+def _hook_stdin(commands: list[RefCommand]) -> bytes:
+    return b"".join(f"{c.old.decode()} {c.new.decode()} {c.name}\n".encode() for c in commands)
+
+
+def _run_pre_hooks(
+    repo: Repository, req: PushRequest, pack: StoredPack | None, results: list[RefResult | Declined],
+    messages: list[str],
+) -> None:
+    """git's pre-receive (all or nothing) and update (per ref) hook executables, run against the
+    quarantined objects, after git's own checks and the validators."""
+    pre = hook_paths(repo.hooks_dir, repo.name, "pre-receive")
+    update = hook_paths(repo.hooks_dir, repo.name, "update")
+    pending = [i for i, r in enumerate(results) if r is RefResult.OK]
+    if not pending or not (pre or update):
+        return
+    alternates = repo.repo_dir / "objects" if repo.repo_dir is not None else None
+    with object_directory(pack, alternates) as objects:
+        for hook in pre:
+            outcome = run_hook(hook, [], _hook_stdin([req.commands[i] for i in pending]),
+                               repo_dir=repo.repo_dir, object_dir=objects, push_options=req.push_options)
+            messages += outcome.output
+            if not outcome.ok:
+                for i in pending:
+                    results[i] = RefResult.HOOK_DECLINED
+                return
+        for i in pending:
+            cmd = req.commands[i]
+            for hook in update:
+                outcome = run_hook(hook, [cmd.name, cmd.old.decode(), cmd.new.decode()], b"",
+                                   repo_dir=repo.repo_dir, object_dir=objects, push_options=req.push_options)
+                messages += outcome.output
+                if not outcome.ok:
+                    results[i] = RefResult.UPDATE_HOOK_DECLINED
+                    break
 
 
 def _validate(

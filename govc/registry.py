@@ -47,6 +47,10 @@ class Registry:
 
     def _adopt(self, repo: Repository) -> Repository:
         repo.subscribe(self.events.record)
+        if self.directory is not None:
+            repo.hooks_dir = self.directory.path / "hooks"
+            if repo.durable:
+                repo.repo_dir = self.directory.pack_dir(repo.name).parent.parent
         return repo
 
     def _new(self, key: str) -> Repository:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -18,9 +19,10 @@ from govc.reality import Reality
 from govc.timetravel import Snapshot
 from govc.transaction import Overlay, Transaction
 from govc.trees import Commit, Identity, TreeReader, load_commit, serialize_commit
-from govc.validation import Change, RegisteredValidator, run_validators
+from govc.validation import Change, ConflictError, RegisteredValidator, run_validators
 from govc.watch import Event, Watcher
 from storage.disk import pack_from_objects
+from storage.errors import StaleRef
 from storage.graph import ObjectGraph, object_links
 from storage.interfaces import Backend, MemoryBackend, ReflogEntry, RefUpdate
 from storage.objects import MemoryObjectStore
@@ -91,6 +93,10 @@ class Repository:
         self.ephemeral_refs: set[str] = set()
         self.created = time.time()
         self.trees = TreeReader(self.objects)
+        #: Where hook executables are looked up (``<hooks_dir>/<name>/<hook>``), and the
+        #: repository's directory on disk; both None for a repository held only in memory.
+        self.hooks_dir: Path | None = None
+        self.repo_dir: Path | None = None
         self.validators: list[RegisteredValidator] = []
         self.watchers: list[Watcher] = []
         self._event_lock = threading.RLock()
@@ -168,13 +174,15 @@ class Repository:
         source: str,
         push_options: Iterable[str] = (),
         ephemeral: bool = False,
+        objects: Sequence[tuple[int, bytes]] = (),
     ) -> RefEvent:
         """Apply ``updates`` atomically (all or none) and announce them as one event.
 
         Raises :class:`storage.errors.RefError` subclasses for stale values, bad names and
         directory/file conflicts; nothing changes then. ``ephemeral=True`` creates refs under
         :attr:`ephemeral_namespace` that live in memory only: they, their later updates and
-        their events never reach the backend.
+        their events never reach the backend. ``objects`` (new objects the updates need) are
+        stored only once the compare-and-swap has passed, before any ref moves.
         """
         options = tuple(push_options)
         if ephemeral:
@@ -184,6 +192,7 @@ class Repository:
 
         def persist(changes: Mapping[str, bytes | None], reflog: Sequence[tuple[str, ReflogEntry]]) -> None:
             kept = {n: v for n, v in changes.items() if not ephemeral and n not in self.ephemeral_refs}
+            self.write_objects(objects, ephemeral=not kept)
             if not kept:
                 return
             if self.durable:
@@ -218,9 +227,15 @@ class Repository:
         return event
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` with every future :class:`RefEvent`; returns an unsubscribe function."""
+        """Call ``listener`` with every future :class:`RefEvent`; returns an unsubscribe function
+        (safe to call more than once)."""
         self._hooks.listeners.append(listener)
-        return lambda: self._hooks.listeners.remove(listener)
+
+        def unsubscribe() -> None:
+            with contextlib.suppress(ValueError):
+                self._hooks.listeners.remove(listener)
+
+        return unsubscribe
 
     def set_head(self, target: str) -> None:
         with self._write_lock:
@@ -263,12 +278,17 @@ class Repository:
         self, names: Sequence[str], *, base: str = "main", ephemeral: bool = False,
     ) -> list[Reality]:
         """Create realities (``refs/realities/<name>``) at ``base``'s tip, all in one atomic update."""
-        refs = [f"{self.ephemeral_namespace}{n}" for n in names]
+        refs = list(dict.fromkeys(f"{self.ephemeral_namespace}{n}" for n in names))
         start = self.refs.get(self.resolve_reality_ref(base))
-        missing = [r for r in refs if self.refs.get(r) is None]
-        if missing and start is not None:
-            self.update_refs([RefUpdate(r, start, None) for r in missing], who="govc",
-                             message=f"reality from {base}", source="api", ephemeral=ephemeral)
+        with self._event_lock:  # check-then-create without racing other creators
+            if ephemeral:
+                # Marked before creation so that a reality on an empty base stays in memory
+                # when its first commit creates the ref.
+                self.ephemeral_refs.update(r for r in refs if self.refs.get(r) is None)
+            missing = [r for r in refs if self.refs.get(r) is None]
+            if missing and start is not None:
+                self.update_refs([RefUpdate(r, start, None) for r in missing], who="govc",
+                                 message=f"reality from {base}", source="api", ephemeral=ephemeral)
         return [Reality(self, r, ephemeral=r in self.ephemeral_refs) for r in refs]
 
     def parallel_reality(self, name: str, *, base: str = "main", ephemeral: bool = False) -> Reality:
@@ -284,14 +304,21 @@ class Repository:
                            ephemeral=bool(refs) and all(r in self.ephemeral_refs for r in refs))
 
     def set_main(self, reality: Reality | str, *, branch: str = "main") -> Commit:
-        """Promote: move ``branch`` to the reality's tip (compare-and-swap on its current value)."""
+        """Promote: move ``branch`` to the reality's tip by compare-and-swap, once the
+        validators agree. Like ``git reset``, commits on ``branch`` that the reality lacks leave
+        it (the reflog and time travel still reach them); merge first to keep them."""
         source = reality if isinstance(reality, Reality) else self.reality(reality)
         tip = source.head
         if tip is None:
             raise KeyError(f"{source.name} has no commits")
         ref = self.resolve_reality_ref(branch)
-        self.update_refs([RefUpdate(ref, tip, self.refs.get(ref))], who="govc",
-                         message=f"promote {source.name}", source="api")
+        current = self.refs.get(ref)
+        run_validators(self.validators, Change(ref, current, tip, "api", self.objects, self.trees))
+        try:
+            self.update_refs([RefUpdate(ref, tip, current)], who="govc",
+                             message=f"promote {source.name}", source="api")
+        except StaleRef as e:
+            raise ConflictError(f"{branch} moved during the promotion") from e
         return load_commit(self.objects, tip)
 
     def merge(
@@ -313,7 +340,7 @@ class Repository:
                              source="merge")
             return MergeOutcome(load_commit(self.objects, theirs), (), fast_forward=True)
         overlay = Overlay(self)
-        result = merge_commits(overlay, self.graph, ours, theirs)
+        result = merge_commits(overlay, self.graph, ours, theirs, labels=(into, source.name))
         if result.conflicts:
             return MergeOutcome(None, tuple(result.conflicts))
         if result.fast_forward:
@@ -327,9 +354,12 @@ class Repository:
             new = overlay.add_object(OBJ_COMMIT, raw)
         proposal = Change(target, ours, new, "merge", overlay, self.trees_for(overlay))
         run_validators(self.validators, proposal)
-        self.write_objects(list(overlay.pending.values()), ephemeral=target in self.ephemeral_refs)
-        self.update_refs([RefUpdate(target, new, ours)], who=author or "govc",
-                         message=f"merge {source.name}", source="merge")
+        try:
+            self.update_refs([RefUpdate(target, new, ours)], who=author or "govc",
+                             message=f"merge {source.name}", source="merge",
+                             objects=list(overlay.pending.values()))
+        except StaleRef as e:
+            raise ConflictError(f"{into} moved during the merge") from e
         return MergeOutcome(load_commit(self.objects, new), (), fast_forward=result.fast_forward)
 
     async def merge_async(self, reality: Reality | str, *, into: str = "main", author: str | None = None,
@@ -357,8 +387,6 @@ class Repository:
 
     def unwatch(self, watcher: Watcher) -> None:
         watcher.close()
-        if watcher in self.watchers:
-            self.watchers.remove(watcher)
 
     def validator(
         self, fn: Callable[[Change], object] | None = None, *, branches: str | None = None,

@@ -11,7 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -20,7 +20,9 @@ from govc.maintenance import PACK_THRESHOLD, compact
 from govc.receivepack import encode_outcome, receive
 from govc.registry import Registry, RepositoryExists, RepositoryNameError, normalize_name
 from govc.repository import Repository
+from govc.stream import repository_name, stream_events
 from govc.uploadpack import upload_pack_v0, upload_pack_v2, v0_advertisement, v2_advertisement
+from govc.webhooks import Backoff, setup_webhooks
 from protocol.errors import ProtocolError
 from protocol.receive import PushRequestParser
 from protocol.upload import error_line
@@ -50,6 +52,12 @@ class ServerConfig:
     body_idle_timeout: float = BODY_IDLE_TIMEOUT
     maintenance_interval: float = 15.0  # seconds between compaction sweeps (0: never)
     pack_threshold: int = PACK_THRESHOLD
+    #: CIDRs webhook targets may resolve to although private/loopback/link-local (see govc.webhooks).
+    webhook_allow: list[str] = field(default_factory=list)
+    #: Webhook retry schedule; None: $GOVC_WEBHOOK_BACKOFF ("BASE[,CAP]" seconds) or 1s doubling to 300s.
+    webhook_backoff: Backoff | None = None
+    #: The server's URL as receivers should see it (clone_url, compare links in webhook payloads).
+    public_url: str = ""
 
 
 REGISTRY = web.AppKey("registry", Registry)
@@ -210,6 +218,18 @@ async def _receive(request: web.Request, repo: Repository) -> web.Response:
     return web.Response(body=body, headers=RECEIVE_RESULT_HEADERS)
 
 
+async def repo_events(request: web.Request) -> web.StreamResponse:
+    registry = request.app[REGISTRY]
+    name = repository_name(request)
+    if registry.get(name) is None:
+        return _text(404, f"repository '{name}' not found")
+    return await stream_events(request, registry, name)
+
+
+async def all_events(request: web.Request) -> web.StreamResponse:
+    return await stream_events(request, request.app[REGISTRY], None)
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
@@ -275,7 +295,11 @@ def make_app(registry: Registry | None = None, config: ServerConfig | None = Non
     app[CONFIG] = config if config is not None else ServerConfig()
     app.cleanup_ctx.append(_executor_ctx)
     app.cleanup_ctx.append(_maintenance_ctx)
+    setup_webhooks(app, app[REGISTRY], allow=app[CONFIG].webhook_allow, public_url=app[CONFIG].public_url,
+                   backoff=app[CONFIG].webhook_backoff)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/events", all_events)
+    app.router.add_get("/{repo:.+}/events", repo_events)
     app.router.add_post("/api/v1/repos", create_repo)
     app.router.add_get("/api/v1/repos", list_repos)
     app.router.add_get("/{repo:.+}/info/refs", info_refs)

@@ -9,6 +9,7 @@ with ``rebase=True``, is replayed on the new tip when none of its paths changed 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from storage.packs import OBJ_BLOB, OBJ_COMMIT, object_id
 if TYPE_CHECKING:
     from govc.repository import Repository
 
-MAX_REBASES = 16
+MAX_REBASES = 200
 
 
 class Overlay:
@@ -190,15 +191,18 @@ class Transaction:
                 raise ValueError("nothing to commit: no file was written or removed")
             for change in self._changes_for(proposals):
                 run_validators(self.repo.validators, change)
-            self.repo.write_objects(list(self._overlay.pending.values()), ephemeral=self.ephemeral)
             updates = [RefUpdate(ref, new, self._stages[ref].base) for ref, new in proposals.items()]
             try:
+                # The objects are written inside the ref update, after its compare-and-swap
+                # passed and before the refs move: a lost race writes nothing.
                 self.repo.update_refs(updates, who=str(ident), message=message, source="api",
                                       ephemeral=self.ephemeral and all(
-                                          r.startswith(self.repo.ephemeral_namespace) for r in proposals))
+                                          r.startswith(self.repo.ephemeral_namespace) for r in proposals),
+                                      objects=list(self._overlay.pending.values()))
             except StaleRef as e:
                 if not self.rebase or not self._rebase_onto_current():
                     raise ConflictError(f"{e.name} moved since the transaction began") from e
+                time.sleep(random.random() * 0.001 * _attempt)  # back off under contention
                 continue
             self._closed = True
             self.committed = {ref: load_commit(self.repo.objects, oid) for ref, oid in proposals.items()}

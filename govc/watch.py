@@ -85,8 +85,21 @@ class Event:
         graph = self._repo.graph
         stop = graph.ancestors([self.old.encode()]) if self.old and self._commit_tree(self.old) else set()
         new = graph.ancestors([self.new.encode()], stop=stop)
-        ordered = sorted(new, key=lambda c: -graph.commit(c).time)
-        return [load_commit(self._repo.objects, c) for c in ordered]
+        # Newest first in topological order (a child before its parents, whatever the clocks say).
+        order: list[bytes] = []
+        visited: set[bytes] = set()
+        stack: list[tuple[bytes, bool]] = [(self.new.encode(), False)]
+        while stack:
+            oid, done = stack.pop()
+            if done:
+                order.append(oid)
+                continue
+            if oid in visited or oid not in new:
+                continue
+            visited.add(oid)
+            stack.append((oid, True))
+            stack.extend((p, False) for p in reversed(graph.commit(oid).parents))
+        return [load_commit(self._repo.objects, c) for c in reversed(order)]
 
     @property
     def author(self) -> str | None:
@@ -126,6 +139,7 @@ class Watcher:
         self._thread = threading.Thread(target=self._work, name=f"govc-watch-{fn.__name__}", daemon=True)
         self._thread.start()
         self.delivered = 0
+        self._closed = False
 
     def _deliver(self, event: RefEvent) -> None:
         for change in event.changes:
@@ -167,17 +181,23 @@ class Watcher:
             own_loop.close()
 
     def close(self, wait: bool = True) -> None:
-        """Stop receiving events; with ``wait``, let queued ones finish first."""
+        """Stop receiving events; with ``wait``, let queued ones finish first. Idempotent."""
         self._unsubscribe()
+        if self in self.repo.watchers:
+            self.repo.watchers.remove(self)
+        if self._closed:
+            return
+        self._closed = True
         self._queue.put(None)
-        if wait:
+        if wait and threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)
 
-    def drain(self, timeout: float = 10.0) -> None:
-        """Block until every event queued so far has been handled (useful in tests and scripts)."""
+    def drain(self, timeout: float = 10.0) -> bool:
+        """Block until every event queued so far has been handled (useful in tests and scripts);
+        False if that took longer than ``timeout``."""
         done = threading.Event()
         self._queue.put(_Marker(done))
-        done.wait(timeout)
+        return done.wait(timeout)
 
     def __call__(self, event: Event) -> Any:
         return self.fn(event)

@@ -34,6 +34,7 @@ class RefResult(enum.Enum):
     ATOMIC_FAILURE = "atomic push failure"
     ATOMIC_TRANSACTION_FAILED = "atomic transaction failed"
     HOOK_DECLINED = "pre-receive hook declined"
+    UPDATE_HOOK_DECLINED = "hook declined"
     REJECTED = "rejected"
 
 

@@ -92,8 +92,8 @@ class MemoryRefStore:
 
     def value_at(self, name: str, when: float) -> tuple[bool, bytes | None]:
         """Where ``name`` pointed at ``when``, from the reflog: ``(True, value)`` when the log
-        covers that moment (value None: the ref did not exist), else ``(False, value)`` with the
-        value the ref had when logging began (None: unknown) for the caller to search history."""
+        covers that moment (value None: the ref did not exist), else ``(False, value)`` with a
+        commit to search back from by commit date (None: unknown)."""
         name = self.resolve_name(name)
         entries = self._reflogs.get(name)
         if not entries:
@@ -102,10 +102,15 @@ class MemoryRefStore:
         if i >= 0:
             new = entries[i].new
             return True, None if new == ZERO_OID else new
-        first = entries[0].old
-        if first == ZERO_OID:
-            return True, None
-        return False, first
+        # Before the log begins: the ref's history from then is only known by commit dates,
+        # searched from the value it had (or, if the log starts with its creation by a push or an
+        # import, the value it was created with).
+        first = entries[0]
+        if first.old != ZERO_OID:
+            return False, first.old
+        if first.message == "push" or first.message.startswith("import"):
+            return False, first.new
+        return True, None  # created here (a branch or reality made from existing commits)
 
     # -- writing -----------------------------------------------------------------------------
 
