@@ -100,6 +100,7 @@ IDLE_POLL = 5.0
 EVENTS = ("push",)
 CONTENT_TYPES = {"json": "application/json", "form": "application/x-www-form-urlencoded"}
 BACKOFF_ENV = "GOVC_WEBHOOK_BACKOFF"
+DEFAULT_CAP = 300.0
 
 #: Refused unless allowed: loopback, RFC 1918, link-local, unique-local, and the other ranges
 #: that reach the server itself or its private network ("this network", CGNAT, multicast).
@@ -173,11 +174,13 @@ class GuardedResolver(AbstractResolver):
 
     def __init__(self, allow: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> None:
         self.allow = allow
-        self._inner = ThreadedResolver()
+        self._inner: AbstractResolver | None = None  # made on first use, inside the running loop
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
+        if self._inner is None:
+            self._inner = ThreadedResolver()
         results = await self._inner.resolve(host, port, family)
         for result in results:
             reason = refusal(result["host"], self.allow)
@@ -186,7 +189,8 @@ class GuardedResolver(AbstractResolver):
         return results
 
     async def close(self) -> None:
-        await self._inner.close()
+        if self._inner is not None:
+            await self._inner.close()
 
 
 # -- signatures ----------------------------------------------------------------------------------
@@ -213,9 +217,9 @@ class Backoff:
 
     base: float = 1.0
     factor: float = 2.0
-    cap: float = 300.0
+    cap: float = DEFAULT_CAP
     jitter: float = 0.2
-    max_attempts: int = 50
+    max_attempts: int = 1000  # with the default cap, give_up_after decides
     give_up_after: float = 24 * 3600.0
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
@@ -240,7 +244,7 @@ class Backoff:
         except ValueError:
             raise WebhookError(BACKOFF_ENV, f"{BACKOFF_ENV} must be BASE[,CAP] in seconds, not {text!r}") \
                 from None
-        return cls(base=parts[0], cap=parts[1] if len(parts) == 2 else max(parts[0], cls.cap))
+        return cls(base=parts[0], cap=parts[1] if len(parts) == 2 else max(parts[0], DEFAULT_CAP))
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -649,7 +653,7 @@ class PushPayloads:
                         self.name, ref, exc_info=True)
         base_of = before[:12] if not created else ZERO[:12]
         owner = self.name.split("/", 1)[0] if "/" in self.name else "govc"
-        head = self.repo.head_target() if self.repo is not None else None
+        head = self.repo.refs.read_symref("HEAD") if self.repo is not None else None
         return {
             "ref": ref, "before": before, "after": after,
             "created": created, "deleted": deleted, "forced": forced, "base_ref": None,
@@ -716,8 +720,11 @@ def validate(fields: Mapping[str, Any], allow: Sequence[ipaddress.IPv4Network | 
                 raise WebhookError("url", f"{value!r} is not a URL") from None
             if url.scheme not in ("http", "https") or not url.host:
                 raise WebhookError("url", "url must be an absolute http:// or https:// URL")
-            with contextlib.suppress(ValueError):
+            try:
                 ipaddress.ip_address(url.host)  # a literal address can be judged now
+            except ValueError:
+                pass
+            else:
                 reason = refusal(url.host, allow)
                 if reason is not None:
                     raise WebhookError("url", f"refused: {reason}")
@@ -807,8 +814,8 @@ class WebhookManager:
                paths: Sequence[str] = (), insecure_ssl: bool = False) -> Hook:
         """A new hook for ``repository`` (None: every repository). It sees updates from now on."""
         name = self._check_repository(repository)
-        fields = validate({"url": url, "secret": secret, "content_type": content_type, "events": list(events),
-                           "active": active, "branches": list(branches), "paths": list(paths),
+        fields = validate({"url": url, "secret": secret, "content_type": content_type, "events": events,
+                           "active": active, "branches": branches, "paths": paths,
                            "insecure_ssl": insecure_ssl}, self.allow)
         hook = self.store.create_hook(name, fields, self.registry.events.last_id())
         self._wake()
@@ -892,13 +899,23 @@ class WebhookManager:
                         if not hook.selects_paths(paths[key]):
                             continue
                     if key not in payloads:
-                        payloads[key] = json.dumps(builder.build(event, change), separators=(",", ":"))
+                        payloads[key] = self._payload(builder, event, change)
                     items.append((event.id, event.repository, key[1], payloads[key]))
             self.store.enqueue(hook.id, cursor, events[-1].id, items)
         if time.monotonic() - self._last_prune > 600:
             self._last_prune = time.monotonic()
             self.store.prune()
         return more
+
+    def _payload(self, builder: PushPayloads, event: LoggedEvent, change: Mapping[str, Any]) -> str:
+        """The JSON body of one change's delivery."""
+        try:
+            payload = builder.build(event, change)
+        except Exception:  # one unreadable event must not hold up every later one
+            log.exception("webhook payload for event %s %s; sending it without commits", event.id,
+                          change.get("ref"))
+            payload = PushPayloads(None, builder.name, builder.base).build(event, change)
+        return json.dumps(payload, separators=(",", ":"))
 
     def _repository(self, name: str) -> Repository | None:
         try:
@@ -994,6 +1011,17 @@ class WebhookManager:
             self._wakeup.set()
 
     async def _attempt(self, delivery: Delivery) -> None:
+        try:
+            await self._attempt_once(delivery)
+        except Exception as e:  # a bug or a storage error: never let it spin on this delivery
+            log.exception("webhook delivery %s: attempt failed unexpectedly", delivery.id)
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(
+                    self.store.record_attempt, delivery.id, status="pending", attempts=delivery.attempts + 1,
+                    next_attempt=time.time() + self.backoff.delay(delivery.attempts + 1), code=None,
+                    latency_ms=0.0, error=f"internal error: {type(e).__name__}: {e}", body=None)
+
+    async def _attempt_once(self, delivery: Delivery) -> None:
         hook = await asyncio.to_thread(self.store.hook, delivery.hook_id)
         if hook is None:
             return
