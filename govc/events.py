@@ -39,6 +39,12 @@ class EventLog:
         self._next = 1
         self._lock = threading.Lock()
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """Server shutdown: wake every waiting stream so it can end."""
+        self.closed = True
+        self._wake()
 
     def record(self, event: RefEvent) -> None:
         """A repository listener: log in-memory events, then wake everyone waiting."""

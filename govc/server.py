@@ -230,6 +230,10 @@ async def all_events(request: web.Request) -> web.StreamResponse:
     return await stream_events(request, request.app[REGISTRY], None)
 
 
+async def _close_streams(app: web.Application) -> None:
+    app[REGISTRY].events.close()
+
+
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
@@ -293,6 +297,7 @@ def make_app(registry: Registry | None = None, config: ServerConfig | None = Non
     app = web.Application(client_max_size=MAX_UPLOAD_REQUEST)
     app[REGISTRY] = registry if registry is not None else Registry()
     app[CONFIG] = config if config is not None else ServerConfig()
+    app.on_shutdown.append(_close_streams)
     app.cleanup_ctx.append(_executor_ctx)
     app.cleanup_ctx.append(_maintenance_ctx)
     setup_webhooks(app, app[REGISTRY], allow=app[CONFIG].webhook_allow, public_url=app[CONFIG].public_url,

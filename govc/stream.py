@@ -78,7 +78,8 @@ async def stream_events(
     await response.prepare(request)
     await response.write(b"retry: 2000\n\n")
     try:
-        while True:
+        while not log.closed:
+            top = log.last_id()  # read first: every event up to it is already in the log
             batch = log.since(cursor, repository, BATCH)
             for event in batch:
                 cursor = event.id
@@ -86,6 +87,9 @@ async def stream_events(
                     await response.write(_frame(event))
             if len(batch) == BATCH:
                 continue
+            # Events of other repositories also advance the log: skip past them, or waiting
+            # for "something newer than the cursor" would return at once, forever.
+            cursor = max(cursor, top)
             before = cursor
             await log.wait(cursor, KEEPALIVE)
             if log.last_id() <= before:
