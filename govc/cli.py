@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -161,3 +162,119 @@ def export_command(name: str, dest: Path, data_dir: Path | None) -> None:
     except (StorageError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"exported {key} to {dest}")
+
+
+@main.group()
+def hooks() -> None:
+    """Manage git hook executables (pre-receive, update, post-receive).
+
+    \b
+    Hooks live in DATA/hooks/<repo>/<hook> (DATA/hooks/_global/<hook> for every repository) and
+    are picked up on the next push, without a restart.
+    """
+
+
+@hooks.command("set")
+@click.argument("repo")
+@click.argument("hook_name", type=click.Choice(["pre-receive", "update", "post-receive"]))
+@click.argument("script", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+def hooks_set(repo: str, hook_name: str, script: Path, data_dir: Path | None) -> None:
+    """Install SCRIPT as REPO's HOOK_NAME hook (REPO "_global": every repository).
+
+    \b
+    Examples:
+      govc hooks set infra pre-receive ./check-terraform.sh
+      govc hooks set _global post-receive ./notify.sh --data /srv/govc
+    """
+    from govc.hooks import GLOBAL, install_hook
+    from govc.registry import normalize_name
+
+    directory = _directory(data_dir)
+    try:
+        name = GLOBAL if repo == GLOBAL else normalize_name(repo)
+        target = install_hook(directory.path / "hooks", name, hook_name, script)
+    except (OSError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"installed {target}")
+
+
+@hooks.command("list")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+def hooks_list(data_dir: Path | None) -> None:
+    """List installed hook executables."""
+    root = _directory(data_dir).path / "hooks"
+    for path in sorted(root.rglob("*")) if root.exists() else []:
+        if path.is_file():
+            click.echo(str(path.relative_to(root)))
+
+
+@main.command()
+@click.argument("repo", required=False)
+@click.option("--url", default=f"http://127.0.0.1:{DEFAULT_PORT}", show_default=True,
+              help="The govc server.")
+@click.option("--since", type=int, default=None, help="Replay events after this id first.")
+@click.option("--branch", multiple=True, help="Only these branches (glob; repeatable).")
+@click.option("--path", "paths", multiple=True, help="Only changes touching these paths (glob; repeatable).")
+@click.option("--exec", "command", default=None,
+              help="Run this shell command per event, with the event as JSON in $GOVC_EVENT.")
+@click.option("--json", "as_json", is_flag=True, help="Print each event as one JSON line.")
+def watch(repo: str | None, url: str, since: int | None, branch: tuple[str, ...], paths: tuple[str, ...],
+          command: str | None, as_json: bool) -> None:
+    """Print ref updates live (follows the server's event stream, reconnecting as needed).
+
+    \b
+    Examples:
+      govc watch infra --branch main --path '*.tf'
+      govc watch --since 0 --json | jq .
+      govc watch infra --exec 'echo "$GOVC_EVENT" | ./deploy.sh'
+    """
+    import asyncio
+    import json as jsonlib
+    import subprocess
+    from urllib.parse import urlencode
+
+    import aiohttp
+
+    base = url.rstrip("/")
+    path = f"/{repo.removesuffix('.git')}.git/events" if repo else "/events"
+    query = urlencode([("branch", b) for b in branch] + [("path", p) for p in paths])
+
+    def show(data: dict[str, object]) -> None:
+        if as_json:
+            click.echo(jsonlib.dumps(data))
+        else:
+            for change in data.get("changes", []):  # type: ignore[union-attr]
+                click.echo(f"#{data['id']} {data['repository']} {change['ref']} "
+                           f"{change['old'][:8]}..{change['new'][:8]} {data['source']} by {data['who']}")
+        if command:
+            subprocess.run(command, shell=True, env=dict(os.environ, GOVC_EVENT=jsonlib.dumps(data)),
+                           check=False)
+        sys.stdout.flush()
+
+    async def follow() -> None:
+        last = since
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as session:
+            while True:
+                headers = {"Last-Event-ID": str(last)} if last is not None else {}
+                try:
+                    async with session.get(f"{base}{path}?{query}", headers=headers) as response:
+                        if response.status != 200:
+                            raise click.ClickException(f"{base}{path}: HTTP {response.status}")
+                        data_line = ""
+                        async for raw in response.content:
+                            line = raw.decode().rstrip("\n")
+                            if line.startswith("data: "):
+                                data_line = line[6:]
+                            elif not line and data_line:
+                                event = jsonlib.loads(data_line)
+                                last = int(event["id"])
+                                show(event)
+                                data_line = ""
+                except (aiohttp.ClientError, TimeoutError):
+                    await asyncio.sleep(1)  # the server restarted or the network blinked: resume
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(follow())
