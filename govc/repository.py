@@ -18,7 +18,7 @@ from typing import Any
 from govc.reality import Reality
 from govc.timetravel import Snapshot
 from govc.transaction import Overlay, Transaction
-from govc.trees import Commit, Identity, TreeReader, load_commit, serialize_commit
+from govc.trees import Commit, Entry, Identity, TreeReader, load_commit, serialize_commit
 from govc.validation import Change, ConflictError, RegisteredValidator, run_validators
 from govc.watch import Event, Watcher
 from storage.disk import pack_from_objects
@@ -122,7 +122,7 @@ class Repository:
 
     @property
     def durable(self) -> bool:
-        return not isinstance(self.backend, MemoryBackend)
+        return type(self.backend) is not MemoryBackend
 
     def write_objects(self, objects: Sequence[tuple[int, bytes]], *, ephemeral: bool = False) -> None:
         """Store objects the API made: as one durable pack, or (memory repositories, ephemeral
@@ -153,8 +153,9 @@ class Repository:
             self.add_pack(index_pack(pack_from_objects(found)))
 
     def trees_for(self, objects: object) -> TreeReader:
-        """A tree reader over another object view (a transaction's overlay)."""
-        return TreeReader(objects, capacity=256)  # type: ignore[arg-type]
+        """A tree reader over another object view (a transaction's overlay) that still shares
+        this repository's cache for every tree the view did not make itself."""
+        return _OverlayTrees(objects, self.trees)
 
     # -- refs --------------------------------------------------------------------------------
 
@@ -195,8 +196,9 @@ class Repository:
             self.write_objects(objects, ephemeral=not kept)
             if not kept:
                 return
-            if self.durable:
-                self._persist_loose_closure(v for v in kept.values() if v is not None)
+            if not self.durable:
+                return  # nothing to record: building the event record would be wasted work
+            self._persist_loose_closure(v for v in kept.values() if v is not None)
             log_kept = [(n, e) for n, e in reflog if n in kept]
             record = json.dumps({
                 "repository": self.name,
@@ -415,6 +417,18 @@ class Repository:
             out.append(commit)
             tip = commit.parents[0].encode() if commit.parents else None
         return out
+
+
+class _OverlayTrees(TreeReader):
+    def __init__(self, objects: object, shared: TreeReader) -> None:
+        super().__init__(objects, capacity=256)  # type: ignore[arg-type]
+        self._shared = shared
+        self._pending: dict[bytes, object] = getattr(objects, "pending", {})
+
+    def entries(self, tree: bytes) -> dict[bytes, Entry]:
+        if tree in self._pending:
+            return super().entries(tree)
+        return self._shared.entries(tree)
 
 
 @dataclass(frozen=True)
