@@ -423,11 +423,14 @@ class _OverlayTrees(TreeReader):
     def __init__(self, objects: object, shared: TreeReader) -> None:
         super().__init__(objects, capacity=256)  # type: ignore[arg-type]
         self._shared = shared
-        self._pending: dict[bytes, object] = getattr(objects, "pending", {})
+        self._pending: dict[bytes, object] = getattr(objects, "pending", {})  # a transaction's
 
     def entries(self, tree: bytes) -> dict[bytes, Entry]:
-        if tree in self._pending:
-            return super().entries(tree)
+        hit = self._shared.cached(tree)
+        if hit is not None:
+            return hit
+        if tree in self._pending or not self._shared.objects.has(tree):
+            return super().entries(tree)  # made by the transaction, or still in quarantine
         return self._shared.entries(tree)
 
 

@@ -85,6 +85,9 @@ class TreeReader:
                 self._cache.popitem(last=False)
         return parsed
 
+    def cached(self, tree: bytes) -> dict[bytes, Entry] | None:
+        return self._cache.get(tree)
+
     def lookup(self, tree: bytes, path: str) -> Entry | None:
         """The entry at ``path`` below ``tree``, or None."""
         entry: Entry | None = None
