@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from aiohttp import web
@@ -278,3 +279,80 @@ def watch(repo: str | None, url: str, since: int | None, branch: tuple[str, ...]
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(follow())
+
+
+@main.group()
+def webhooks() -> None:
+    """Manage webhooks (GitHub-compatible push payloads, signed, delivered at least once).
+
+    \b
+    Works on the data directory, also while a server runs on it: the server's delivery worker
+    picks new hooks up. The same is available as a JSON API (/api/v1/repos/<repo>/hooks).
+    """
+
+
+def _webhook_manager(data_dir: Path | None, allow: tuple[str, ...] = ()) -> Any:
+    from govc.webhooks import WebhookManager
+
+    return WebhookManager(Registry(_directory(data_dir)), allow=allow)
+
+
+@webhooks.command("add")
+@click.argument("repo")
+@click.argument("url")
+@click.option("--secret", default="", help="Shared secret for X-Hub-Signature-256.")
+@click.option("--content-type", type=click.Choice(["json", "form"]), default="json", show_default=True)
+@click.option("--branch", "branches", multiple=True, help="Only these branches (glob; repeatable).")
+@click.option("--path", "paths", multiple=True, help="Only pushes touching these paths (glob; repeatable).")
+@click.option("--allow", multiple=True, metavar="CIDR",
+              help="Accept a private/loopback target in this range (the server needs --webhook-allow too).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+def webhooks_add(repo: str, url: str, secret: str, content_type: str, branches: tuple[str, ...],
+                 paths: tuple[str, ...], allow: tuple[str, ...], data_dir: Path | None) -> None:
+    """Send REPO's push events to URL (REPO "_global": every repository).
+
+    \b
+    Examples:
+      govc webhooks add infra https://ci.example.com/hooks/govc --secret s3cr3t --branch main
+      govc webhooks add _global https://audit.example.com/events --path '*.tf'
+    """
+    manager = _webhook_manager(data_dir, allow)
+    try:
+        hook = manager.create(url, repository=None if repo == "_global" else repo, secret=secret,
+                              content_type=content_type, branches=branches, paths=paths)
+    except (LookupError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"webhook {hook.id}: {hook.repository or 'every repository'} -> {hook.url}")
+
+
+@webhooks.command("list")
+@click.argument("repo", required=False)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per hook.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+def webhooks_list(repo: str | None, as_json: bool, data_dir: Path | None) -> None:
+    """List webhooks (all of them, or REPO's)."""
+    import json as jsonlib
+
+    manager = _webhook_manager(data_dir)
+    hooks = manager.list() if repo is None else manager.list(None if repo == "_global" else repo)
+    for hook in hooks:
+        if as_json:
+            click.echo(jsonlib.dumps({"id": hook.id, "repository": hook.repository, "url": hook.url,
+                                      "active": hook.active, "branches": list(hook.branches),
+                                      "paths": list(hook.paths)}))
+        else:
+            state = "" if hook.active else " (inactive)"
+            click.echo(f"{hook.id}\t{hook.repository or '_global'}\t{hook.url}{state}")
+
+
+@webhooks.command("remove")
+@click.argument("hook_id", type=int)
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+def webhooks_remove(hook_id: int, data_dir: Path | None) -> None:
+    """Delete webhook HOOK_ID."""
+    if not _webhook_manager(data_dir).delete(hook_id):
+        raise click.ClickException(f"no webhook {hook_id}")
+    click.echo(f"removed webhook {hook_id}")

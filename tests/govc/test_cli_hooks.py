@@ -39,3 +39,29 @@ def test_hooks_set_refuses_unknown_hooks_and_bad_names(tmp_path: Path) -> None:
     assert bad_hook.exit_code == 2  # usage: not a hook govc runs
     bad_repo = runner.invoke(main, ["hooks", "set", "../x", "update", str(script), "--data", data])
     assert bad_repo.exit_code == 1 and "Error:" in bad_repo.output
+
+
+def test_webhooks_add_list_remove(tmp_path: Path) -> None:
+    """The CLI writes hooks where the server's delivery worker reads them."""
+    from govc.registry import Registry
+    from govc.webhooks import WebhookManager
+    from storage.disk import DataDirectory
+
+    data = tmp_path / "data"
+    Registry(DataDirectory(data)).create("infra")
+    runner = CliRunner()
+    added = runner.invoke(main, ["webhooks", "add", "infra", "https://ci.example.com/hook", "--secret", "s",
+                                 "--branch", "main", "--data", str(data)])
+    assert added.exit_code == 0, added.output
+    refused = runner.invoke(main, ["webhooks", "add", "infra", "http://127.0.0.1:9/x", "--data", str(data)])
+    assert refused.exit_code == 1 and "loopback" in refused.output
+    missing = runner.invoke(main, ["webhooks", "add", "nope", "https://x.example.com/", "--data", str(data)])
+    assert missing.exit_code == 1
+    hooks = WebhookManager(Registry(DataDirectory(data))).list()
+    assert [(h.repository, h.url, h.secret, h.branches) for h in hooks] == [
+        ("infra", "https://ci.example.com/hook", "s", ("main",))]
+    listed = runner.invoke(main, ["webhooks", "list", "--data", str(data)])
+    assert "https://ci.example.com/hook" in listed.output
+    removed = runner.invoke(main, ["webhooks", "remove", str(hooks[0].id), "--data", str(data)])
+    assert removed.exit_code == 0
+    assert WebhookManager(Registry(DataDirectory(data))).list() == []
