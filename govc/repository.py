@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from govc.reality import Reality
 from govc.timetravel import Snapshot
@@ -32,8 +32,7 @@ from storage.refs import MemoryRefStore
 log = logging.getLogger("govc.repository")
 
 
-@dataclass(frozen=True, slots=True)
-class RefChange:
+class RefChange(NamedTuple):
     name: str
     old: bytes | None
     new: bytes | None

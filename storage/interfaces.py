@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from storage.packs import StoredPack
@@ -28,12 +28,11 @@ class _Any:
 ANY: Final = _Any()
 
 
-@dataclass(frozen=True, slots=True)
-class RefUpdate:
+class RefUpdate(NamedTuple):
     """Move ``name`` from ``old`` to ``new``.
 
     ``old`` is the value the ref must have (``None``: must not exist; ``ANY``: not checked);
-    ``new`` is ``None`` to delete the ref.
+    ``new`` is ``None`` to delete the ref. (A named tuple: thousands are made per bulk update.)
     """
 
     name: str
@@ -41,8 +40,7 @@ class RefUpdate:
     old: Oid | _Any | None = ANY
 
 
-@dataclass(frozen=True, slots=True)
-class ReflogEntry:
+class ReflogEntry(NamedTuple):
     old: Oid
     new: Oid
     who: str

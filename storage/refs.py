@@ -24,8 +24,12 @@ def _entry_time(entry: ReflogEntry) -> float:
 
 def _parents(name: str) -> list[str]:
     """``refs/heads/a/b`` -> ``["refs/heads", "refs/heads/a"]`` (the directories that matter)."""
-    parts = name.split("/")
-    return ["/".join(parts[:i]) for i in range(2, len(parts))]
+    out = []
+    i = name.find("/", 5)
+    while i != -1:
+        out.append(name[:i])
+        i = name.find("/", i + 1)
+    return out
 
 
 class MemoryRefStore:
