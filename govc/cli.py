@@ -48,7 +48,37 @@ def _cidrs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
     return values
 
 
+def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """``--config FILE`` (TOML) supplies defaults for serve's options; flags still win."""
+    if value is None:
+        return None
+    import tomllib
+
+    try:
+        config = tomllib.loads(value.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise click.BadParameter(f"cannot read {value}: {e}") from None
+    known = {"data": "data_dir", "memory": "memory", "host": "host", "port": "port", "quiet": "quiet",
+             "admin_token": "admin_token"}
+    defaults: dict[str, Any] = {}
+    for key, item in config.items():
+        if key in known:
+            defaults[known[key]] = item
+        elif key == "auto_create":
+            defaults["no_auto_create"] = not item
+        elif key == "webhooks" and isinstance(item, dict):
+            defaults["webhook_allow"] = list(item.get("allow", []))
+        else:
+            raise click.BadParameter(f"{value}: unknown setting {key!r}")
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
 @main.command()
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="GOVC_CONFIG", is_eager=True, expose_value=False, callback=_load_config,
+              help="TOML settings file (data, memory, host, port, auto_create, admin_token, "
+                   "[webhooks] allow); $GOVC_CONFIG.")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
 @click.option("--memory", is_flag=True, help="Keep everything in memory; no disk at all.")
@@ -58,14 +88,17 @@ def _cidrs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 @click.option("-q", "--quiet", is_flag=True, help="Do not log each request.")
 @click.option("--webhook-allow", "webhook_allow", multiple=True, metavar="CIDR", callback=_cidrs,
               help="Let webhooks reach this private/loopback range (repeatable), e.g. 127.0.0.0/8.")
+@click.option("--admin-token", envvar="GOVC_ADMIN_TOKEN", default=None,
+              help="Require this bearer token for the webhook management API ($GOVC_ADMIN_TOKEN).")
 def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_create: bool,
-          quiet: bool, webhook_allow: tuple[str, ...]) -> None:
+          quiet: bool, webhook_allow: tuple[str, ...], admin_token: str | None) -> None:
     """Serve every repository over Git's smart HTTP protocol.
 
     \b
     Examples:
       govc serve                              # embedded default data directory
       govc serve --data /srv/govc --host 0.0.0.0 --port 8080
+      govc serve --config /etc/govc.toml
       git clone http://127.0.0.1:4870/infra.git
     """
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
@@ -88,7 +121,8 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_cre
     try:
         app = make_app(registry, ServerConfig(auto_create=not no_auto_create,
                                               webhook_allow=list(webhook_allow),
-                                              public_url=f"http://{shown}:{port}"))
+                                              public_url=f"http://{shown}:{port}",
+                                              admin_token=admin_token or None))
     except ValueError as e:  # e.g. a malformed $GOVC_WEBHOOK_BACKOFF
         raise click.ClickException(str(e)) from None
     if directory is not None:

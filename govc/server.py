@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -58,6 +60,8 @@ class ServerConfig:
     webhook_backoff: Backoff | None = None
     #: The server's URL as receivers should see it (clone_url, compare links in webhook payloads).
     public_url: str = ""
+    #: When set, the webhook management API answers only to ``Authorization: Bearer <token>``.
+    admin_token: str | None = None
 
 
 REGISTRY = web.AppKey("registry", Registry)
@@ -293,8 +297,22 @@ async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
+@web.middleware
+async def _admin_only(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Webhook management needs the admin token when the operator configured one."""
+    token = request.app[CONFIG].admin_token
+    if token and request.path.startswith("/api/v1/") and "/hooks" in request.path:
+        given = request.headers.get("Authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return web.json_response(
+                {"error": "unauthorized", "message": "this endpoint needs the admin token"}, status=401,
+                headers={"WWW-Authenticate": 'Bearer realm="govc"'},
+            )
+    return await handler(request)
+
+
 def make_app(registry: Registry | None = None, config: ServerConfig | None = None) -> web.Application:
-    app = web.Application(client_max_size=MAX_UPLOAD_REQUEST)
+    app = web.Application(client_max_size=MAX_UPLOAD_REQUEST, middlewares=[_admin_only])
     app[REGISTRY] = registry if registry is not None else Registry()
     app[CONFIG] = config if config is not None else ServerConfig()
     app.on_shutdown.append(_close_streams)

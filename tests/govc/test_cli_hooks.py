@@ -65,3 +65,56 @@ def test_webhooks_add_list_remove(tmp_path: Path) -> None:
     removed = runner.invoke(main, ["webhooks", "remove", str(hooks[0].id), "--data", str(data)])
     assert removed.exit_code == 0
     assert WebhookManager(Registry(DataDirectory(data))).list() == []
+
+
+def test_serve_reads_a_toml_config_file(tmp_path: Path, monkeypatch) -> None:
+    """Settings come from the file, flags still win, and unknown settings are a usage error."""
+    import govc.cli as cli
+
+    seen: dict[str, object] = {}
+
+    def fake_run_app(app, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        from govc.server import CONFIG
+
+        seen.update(host=kwargs["host"], port=kwargs["port"], config=app[CONFIG])
+
+    monkeypatch.setattr(cli.web, "run_app", fake_run_app)
+    config = tmp_path / "govc.toml"
+    config.write_text(f'data = "{tmp_path / "data"}"\nport = 9999\nauto_create = false\n'
+                      f'admin_token = "t0k"\n[webhooks]\nallow = ["127.0.0.0/8"]\n')
+    result = CliRunner().invoke(main, ["serve", "--config", str(config), "--port", "9998"])
+    assert result.exit_code == 0, result.output
+    assert seen["port"] == 9998  # the flag wins over the file
+    server_config = seen["config"]
+    assert server_config.auto_create is False  # type: ignore[attr-defined]
+    assert server_config.admin_token == "t0k"  # type: ignore[attr-defined]
+    assert server_config.webhook_allow == ["127.0.0.0/8"]  # type: ignore[attr-defined]
+    assert (tmp_path / "data" / "govc.json").exists()
+    config.write_text("colour = 'blue'\n")
+    assert CliRunner().invoke(main, ["serve", "--config", str(config)]).exit_code == 2
+
+
+def test_admin_token_guards_webhook_management() -> None:
+    import asyncio
+
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from govc.registry import Registry
+    from govc.server import ServerConfig, make_app
+
+    async def scenario() -> list[int]:
+        registry = Registry()
+        registry.create("infra")
+        app = make_app(registry, ServerConfig(admin_token="s3cret", maintenance_interval=0))
+        async with TestClient(TestServer(app)) as client:
+            body = {"config": {"url": "https://ci.example.com/x"}, "events": ["push"]}
+            statuses = [(await client.post("/api/v1/repos/infra/hooks", json=body)).status]
+            statuses.append((await client.get("/api/v1/repos/infra/hooks",
+                                              headers={"Authorization": "Bearer nope"})).status)
+            ok = await client.post("/api/v1/repos/infra/hooks", json=body,
+                                   headers={"Authorization": "Bearer s3cret"})
+            statuses.append(ok.status)
+            statuses.append((await client.get("/healthz")).status)  # everything else is open
+            return statuses
+
+    assert asyncio.run(scenario()) == [401, 401, 201, 200]
