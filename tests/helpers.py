@@ -19,7 +19,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The recordings of stock git talking to stock git's server, kept in the repository so that a fresh
 # clone tests against them; GOVC_TRANSCRIPTS points elsewhere if needed.
-TRANSCRIPTS = Path(os.environ.get("GOVC_TRANSCRIPTS", REPO_ROOT / "tests" / "vectors" / "protocol-transcripts"))
+TRANSCRIPTS = Path(
+    os.environ.get("GOVC_TRANSCRIPTS", REPO_ROOT / "tests" / "vectors" / "protocol-transcripts")
+)
 ZERO = b"0" * 40
 
 # Object ids of the transcript repository (protocol-transcripts/README.md).
