@@ -390,3 +390,9 @@ def webhooks_remove(hook_id: int, data_dir: Path | None) -> None:
     if not _webhook_manager(data_dir).delete(hook_id):
         raise click.ClickException(f"no webhook {hook_id}")
     click.echo(f"removed webhook {hook_id}")
+
+
+from govc import worktree as _worktree  # noqa: E402  (the work-tree commands: init, add, commit, ...)
+
+for _command in _worktree.COMMANDS:
+    main.add_command(_command)
