@@ -1,4 +1,5 @@
-"""Work-tree commands of the ``govc`` CLI: init, add, commit, branch, checkout, status, log, diff, show.
+"""Work-tree commands of the ``govc`` CLI: init, add, commit, branch, checkout, status, log, diff, show,
+merge, reality (create/list/promote/drop), at (time travel), clone, push and pull.
 
 A govc work tree is an ordinary git repository: a directory with a ``.git`` directory in git's
 own format, so stock ``git log``, ``git status``, ``git show`` and ``git fsck`` work in the same
@@ -33,6 +34,14 @@ Where it differs from git:
   from ``.git/config`` then ``~/.gitconfig``).
 - ``govc init`` commits whatever the directory already holds (an empty commit if nothing) so that
   branches can be made at once, as in the quick start; ``--no-commit`` leaves the branch unborn.
+- Realities are refs under ``refs/realities/`` written to ``.git`` like branches; ephemeral
+  realities (memory only) are refused, since each command is its own process.
+- ``govc merge`` needs a clean work tree and writes nothing on conflicts (no conflict markers,
+  no MERGE_HEAD): the conflicting paths are listed and the exit status is 1.
+- ``govc at`` finds the state at a time from commit (committer) dates along the first-parent
+  history, not from reflogs; "who changed it" is the newest first-parent commit that changed a path.
+- ``clone``, ``push`` and ``pull`` run the ``git`` binary for the transport against ``.git``;
+  ``pull`` fetches into a temporary ``refs/govc-pull/<branch>`` (removed afterwards) and merges.
 - Revisions are a branch or ref name, ``HEAD``, a full or abbreviated (at least 4 digits) object
   id, optionally followed by ``~N`` or ``^`` (first parents).
 """
@@ -46,7 +55,7 @@ import stat
 import sys
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,6 +79,7 @@ from storage.packs import OBJ_BLOB, OBJ_COMMIT, OBJ_TREE, TYPE_NAMES, TYPE_NUMS,
 
 Snapshot = dict[str, tuple[bytes, int]]  # path -> (blob id, mode)
 HEADS = "refs/heads/"
+REALITIES = "refs/realities/"
 
 
 class WorkTreeError(click.ClickException):
@@ -158,6 +168,19 @@ class WorkTree:
                 path = self.git / name
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_durably(path, oid + b"\n")
+        gone = [name for name in self.disk_refs if self.repo.refs.get(name) is None]
+        for name in gone:
+            (self.git / name).unlink(missing_ok=True)
+        packed = self.git / "packed-refs"
+        if gone and packed.exists():
+            lines, skip = [], False
+            for line in packed.read_bytes().splitlines(keepends=True):
+                if line.startswith(b"^") and skip:
+                    continue
+                skip = not line.startswith((b"#", b"^")) and line.split(b" ", 1)[-1].strip().decode() in gone
+                if not skip:
+                    lines.append(line)
+            write_durably(packed, b"".join(lines))
         self.disk_refs = dict(self.repo.refs.items())
         if self.repo.head_target != self.head_ref:
             self.head_ref = self.repo.head_target or self.head_ref
@@ -197,7 +220,8 @@ class WorkTree:
             if head is None:
                 raise WorkTreeError(f"{self.branch} has no commits yet")
             return head
-        for ref in (name, f"{HEADS}{name}", f"refs/tags/{name}", f"refs/{name}"):
+        for ref in (name, f"{HEADS}{name}", f"refs/tags/{name}", f"refs/{name}", f"{REALITIES}{name}",
+                    f"refs/remotes/{name}"):
             oid = self.repo.refs.get(ref) if ref.startswith("refs/") else None
             if oid is not None:
                 return self._peel(oid)
@@ -383,6 +407,24 @@ def _fail(e: Exception) -> WorkTreeError:
     return WorkTreeError(str(e) or type(e).__name__)
 
 
+def _completions(prefixes: tuple[str, ...]) -> Callable[[click.Context, click.Parameter, str], list[str]]:
+    """A click ``shell_complete`` callback offering the names of refs under ``prefixes``."""
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        try:
+            root = find_root(Path.cwd().resolve())
+            names = WorkTree(root).repo.refs.items()
+        except Exception:  # completion must never fail loudly
+            return []
+        out = {n.removeprefix(p) for n, _ in names for p in prefixes if n.startswith(p)}
+        return sorted(n for n in out if n.startswith(incomplete))
+    return complete
+
+
+BRANCH_NAMES = _completions((HEADS,))
+MERGE_SOURCES = _completions((HEADS, REALITIES, "refs/remotes/"))
+REALITY_NAMES = _completions((REALITIES,))
+
+
 # -- commands ----------------------------------------------------------------------------------
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -562,7 +604,7 @@ def branch_command(name: str | None, start: str | None, as_json: bool) -> None:
 
 
 @click.command("checkout", context_settings=CONTEXT)
-@click.argument("name")
+@click.argument("name", shell_complete=BRANCH_NAMES)
 def checkout_command(name: str) -> None:
     """Switch to branch NAME, rewriting the work tree to its files.
 
@@ -584,25 +626,36 @@ def checkout_command(name: str) -> None:
         raise WorkTreeError("you have uncommitted changes; commit or undo them before switching branches")
     current = tree.tree_files(tree.head())
     wanted = tree.tree_files(target)
-    work = tree.work_files()
-    clobbered = [p for p in state["untracked"] if p in wanted and work[p] != wanted[p]]  # type: ignore[union-attr]
-    if clobbered:
-        raise WorkTreeError(f"untracked file {clobbered[0]} would be overwritten by checking out {name}")
+    work = _check_clobber(tree, state, wanted, f"checking out {name}")
     try:
-        for path in sorted(set(current) - set(wanted)):
-            full = tree.root / path
-            full.unlink(missing_ok=True)
-            _prune_dirs(full.parent, tree.root)
-        for path, (oid, mode) in sorted(wanted.items()):
-            if current.get(path) == (oid, mode) and work.get(path) == (oid, mode):
-                continue
-            _write_work_file(tree.root / path, tree.content(oid), mode)
+        _switch_files(tree, current, wanted, work)
         tree.repo.refs.set_symref("HEAD", ref)
         tree.save()
         tree.write_git_index()
     except (StorageError, OSError) as e:
         raise _fail(e) from None
     _info(f"Switched to branch '{name}'")
+
+
+def _check_clobber(tree: WorkTree, state: dict, wanted: Snapshot, doing: str) -> Snapshot:
+    """The work tree's files; WorkTreeError if an untracked file would be overwritten."""
+    work = tree.work_files()
+    clobbered = [p for p in state["untracked"] if p in wanted and work[p] != wanted[p]]
+    if clobbered:
+        raise WorkTreeError(f"untracked file {clobbered[0]} would be overwritten by {doing}")
+    return work
+
+
+def _switch_files(tree: WorkTree, current: Snapshot, wanted: Snapshot, work: Snapshot) -> None:
+    """Rewrite the work tree from ``current``'s files to ``wanted``'s (both tracked snapshots)."""
+    for path in sorted(set(current) - set(wanted)):
+        full = tree.root / path
+        full.unlink(missing_ok=True)
+        _prune_dirs(full.parent, tree.root)
+    for path, (oid, mode) in sorted(wanted.items()):
+        if current.get(path) == (oid, mode) and work.get(path) == (oid, mode):
+            continue
+        _write_work_file(tree.root / path, tree.content(oid), mode)
 
 
 def _prune_dirs(directory: Path, root: Path) -> None:
@@ -805,8 +858,446 @@ def show_command(spec: str) -> None:
     click.echo(_unified(tree, tree.tree_files(parent), tree.tree_files(oid)), nl=False)
 
 
+# -- merge, realities, time travel -------------------------------------------------------------
+
+
+def _require_clean(tree: WorkTree, doing: str) -> dict:
+    if tree.head() is None:
+        raise WorkTreeError(f"{tree.branch} has no commits yet")
+    state = tree.status()
+    if state["staged"] or state["unstaged"]:
+        raise WorkTreeError(f"you have uncommitted changes; commit or undo them before {doing}")
+    return state
+
+
+def _source_ref(tree: WorkTree, name: str) -> str:
+    """The ref a merge or promotion takes commits from: a branch, a reality or a remote-tracking ref."""
+    candidates = [name] if name.startswith("refs/") else [f"{HEADS}{name}", f"{REALITIES}{name}",
+                                                          f"refs/remotes/{name}"]
+    for ref in candidates:
+        if tree.repo.refs.get(ref) is not None:
+            return ref
+    raise WorkTreeError(f"no branch or reality named '{name}'")
+
+
+def _move_head_files(tree: WorkTree, before: bytes | None, state: dict, doing: str) -> None:
+    """After HEAD's branch moved in memory from ``before``: rewrite the work tree, then save.
+
+    An untracked file in the way aborts before anything is written (the move stays in memory)."""
+    current = tree.tree_files(before)
+    wanted = tree.tree_files(tree.head())
+    work = _check_clobber(tree, state, wanted, doing)
+    try:
+        tree.save()
+        _switch_files(tree, current, wanted, work)
+        tree.write_git_index()
+    except (StorageError, OSError) as e:
+        raise _fail(e) from None
+
+
+def _merge_into_head(tree: WorkTree, source: str, label: str, author: str, message: str | None,
+                     quiet: bool) -> None:
+    from govc.validation import ConflictError, ValidationError
+
+    state = _require_clean(tree, "merging")
+    before = tree.head()
+    try:
+        outcome = tree.repo.merge(source, into=tree.head_ref, author=author,
+                                  message=message or f"Merge {label} into {tree.branch}")
+    except (KeyError, ValueError, ConflictError, ValidationError, StorageError) as e:
+        raise _fail(e) from None
+    if outcome.conflicts:
+        for conflict in outcome.conflicts:
+            click.echo(f"CONFLICT ({conflict.kind}): {conflict.path}")
+        raise WorkTreeError(f"merging {label} into {tree.branch}: {len(outcome.conflicts)} conflicting "
+                            f"path(s); nothing was changed")
+    if outcome.up_to_date or tree.head() == before:
+        if not quiet:
+            _info("Already up to date.")
+        return
+    _move_head_files(tree, before, state, f"merging {label}")
+    assert outcome.commit is not None
+    if not quiet:
+        how = "Fast-forward to" if outcome.fast_forward else "Merge commit"
+        _info(f"{how} {outcome.commit.oid[:7]} ({label} into {tree.branch})")
+
+
+@click.command("merge", context_settings=CONTEXT)
+@click.argument("name", shell_complete=MERGE_SOURCES)
+@click.option("-m", "--message", help="Message of the merge commit.")
+@click.option("--author", help='"Name <email>" (default: as for commit).')
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+def merge_command(name: str, message: str | None, author: str | None, quiet: bool) -> None:
+    """Three-way merge branch or reality NAME into the current branch.
+
+    Fast-forwards when possible, else makes a two-parent commit. On conflicts the conflicting
+    paths are listed (CONFLICT (kind): path), the exit status is 1 and nothing is written: refs,
+    work tree and index stay as they were. Needs a clean work tree (no staged or unstaged changes).
+
+    \b
+    Examples:
+      govc merge staging
+      govc merge canary -m "Promote canary fixes"
+      govc merge origin/main
+    """
+    tree = WorkTree.here()
+    _merge_into_head(tree, _source_ref(tree, name), name, _author(tree, author), message, quiet)
+
+
+@click.group("reality", context_settings=CONTEXT)
+def reality_group() -> None:
+    """Realities: named lines of history under refs/realities/ (git sees them as ordinary refs).
+
+    \b
+    Examples:
+      govc reality create canary              # at HEAD
+      govc reality create canary --from staging
+      govc reality list --json
+      govc reality promote canary             # the current branch := canary's tip
+      govc reality drop canary
+    """
+
+
+@reality_group.command("create", context_settings=CONTEXT)
+@click.argument("name")
+@click.option("--from", "base", default="HEAD", show_default=True, help="Revision the reality starts at.")
+@click.option("--ephemeral", is_flag=True, help="Refused here: see below.")
+def reality_create(name: str, base: str, ephemeral: bool) -> None:
+    """Create reality NAME (refs/realities/NAME) at BASE.
+
+    Ephemeral realities live only in one process's memory and a work-tree command's memory ends
+    with the command, so --ephemeral is refused here: use the Python API
+    (repo.parallel_reality(name, ephemeral=True)) or a served repository for them.
+
+    \b
+    Examples:
+      govc reality create canary
+      govc reality create canary --from staging
+    """
+    if ephemeral:
+        raise WorkTreeError("ephemeral realities live in one process's memory only, and a work-tree "
+                            "command ends with its process; use the Python API "
+                            "(repo.parallel_reality(name, ephemeral=True)) instead")
+    tree = WorkTree.here()
+    ref = f"{REALITIES}{name}"
+    if tree.repo.refs.get(ref) is not None:
+        raise WorkTreeError(f"a reality named '{name}' already exists")
+    oid = tree.resolve(base)
+    try:
+        tree.repo.update_refs([RefUpdate(ref, oid, None)], who="govc", message=f"reality from {base}",
+                              source="cli")
+        tree.save()
+    except (StorageError, OSError, ValueError) as e:
+        raise _fail(e) from None
+    _info(f"Created reality {name} at {oid.decode()[:7]}")
+
+
+@reality_group.command("list", context_settings=CONTEXT)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def reality_list(as_json: bool) -> None:
+    """List realities: name, commit and subject.
+
+    \b
+    Examples:
+      govc reality list
+      govc reality list --json | jq '.[].name'
+    """
+    tree = WorkTree.here()
+    rows = []
+    for ref, oid in sorted(tree.repo.refs.items()):
+        if ref.startswith(REALITIES):
+            commit = tree.commit(tree._peel(oid))
+            rows.append({"name": ref.removeprefix(REALITIES), "ref": ref, "commit": commit.oid,
+                         "subject": commit.message.split("\n", 1)[0], "ephemeral": False})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['name']}\t{row['commit'][:7]} {row['subject']}")
+
+
+@reality_group.command("promote", context_settings=CONTEXT)
+@click.argument("name", shell_complete=REALITY_NAMES)
+@click.option("--into", "branch", help="Branch to move (default: the current branch).")
+def reality_promote(name: str, branch: str | None) -> None:
+    """Move a branch (default the current one) to reality NAME's tip, like Repository.set_main.
+
+    Commits on the branch that the reality lacks leave it (merge first to keep them). Promoting
+    into the current branch rewrites the work tree and needs it clean.
+
+    \b
+    Examples:
+      govc reality promote canary
+      govc reality promote canary --into main
+    """
+    from govc.validation import ConflictError, ValidationError
+
+    tree = WorkTree.here()
+    source = f"{REALITIES}{name}"
+    if tree.repo.refs.get(source) is None:
+        raise WorkTreeError(f"no reality named '{name}'")
+    target = f"{HEADS}{branch or tree.branch}"
+    if tree.repo.refs.get(target) is None:
+        raise WorkTreeError(f"no branch named '{branch or tree.branch}'")
+    on_head = target == tree.head_ref
+    state = _require_clean(tree, "promoting into the current branch") if on_head else {}
+    before = tree.head()
+    try:
+        tip = tree.repo.set_main(tree.repo.reality(source), branch=target)
+    except (KeyError, ConflictError, ValidationError, StorageError) as e:
+        raise _fail(e) from None
+    if on_head:
+        _move_head_files(tree, before, state, f"promoting {name}")
+    else:
+        try:
+            tree.save()
+        except (StorageError, OSError) as e:
+            raise _fail(e) from None
+    _info(f"{target.removeprefix(HEADS)} is now {tip.oid[:7]} (promoted from reality {name})")
+
+
+@reality_group.command("drop", context_settings=CONTEXT)
+@click.argument("name", shell_complete=REALITY_NAMES)
+def reality_drop(name: str) -> None:
+    """Delete reality NAME (its commits stay reachable from wherever else they are).
+
+    \b
+    Examples:
+      govc reality drop canary
+    """
+    tree = WorkTree.here()
+    ref = f"{REALITIES}{name}"
+    current = tree.repo.refs.get(ref)
+    if current is None:
+        raise WorkTreeError(f"no reality named '{name}'")
+    try:
+        tree.repo.update_refs([RefUpdate(ref, None, current)], who="govc", message="drop reality",
+                              source="cli")
+        tree.save()
+    except (StorageError, OSError, ValueError) as e:
+        raise _fail(e) from None
+    _info(f"Dropped reality {name} (was {current.decode()[:7]})")
+
+
+def _parse_when(text: str) -> float:
+    value = text.strip()
+    if value.startswith("@"):
+        try:
+            return float(value[1:])
+        except ValueError:
+            pass
+    elif value == "now":
+        return time.time()
+    else:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return (moment.astimezone() if moment.tzinfo is None else moment).timestamp()
+    raise WorkTreeError(f"cannot read the time '{text}'; use 'YYYY-MM-DD[ HH:MM[:SS]][+HH:MM]' "
+                        "(local time without an offset), @EPOCH_SECONDS or now")
+
+
+def _changed_by(tree: WorkTree, start: bytes, paths: set[str]) -> dict[str, Commit]:
+    """For each path, the newest commit on ``start``'s first-parent line that changed it."""
+    found: dict[str, Commit] = {}
+    oid: bytes | None = start
+    files = tree.tree_files(start)
+    while oid is not None and len(found) < len(paths):
+        commit = tree.commit(oid)
+        parent = commit.parents[0].encode() if commit.parents else None
+        parent_files = tree.tree_files(parent)
+        for path in paths - set(found):
+            if files.get(path) != parent_files.get(path):
+                found[path] = commit
+        oid, files = parent, parent_files
+    return found
+
+
+def _who(commit: Commit) -> dict[str, object]:
+    return {"commit": commit.oid, "author": commit.author, "time": commit.time,
+            "subject": commit.message.split("\n", 1)[0]}
+
+
+@click.command("at", context_settings=CONTEXT)
+@click.argument("when")
+@click.argument("path", required=False)
+@click.option("-r", "--rev", default="HEAD", show_default=True, shell_complete=MERGE_SOURCES,
+              help="Branch (or reality) to travel on.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def at_command(when: str, path: str | None, rev: str, as_json: bool) -> None:
+    """Time travel: the files (or the file PATH) of REV as they were at WHEN, and who changed them.
+
+    WHEN is 'YYYY-MM-DD HH:MM[:SS]' in local time, optionally with an offset (+00:00 or Z),
+    @EPOCH_SECONDS, or now. The state at WHEN is the newest commit on REV's first-parent history
+    dated (committer time) at or before WHEN. Without PATH: one line per file (the commit that last
+    changed it, its date and author, the path). With PATH (from the repository root): the file's
+    content on stdout and who last changed it on stderr; a directory is listed as without PATH.
+
+    \b
+    Examples:
+      govc at "2024-01-15 03:42"
+      govc at "2024-01-15 03:42" configs/lb.conf
+      govc at @1705290120 --rev staging --json
+    """
+    tree = WorkTree.here()
+    moment = _parse_when(when)
+    oid: bytes | None = tree.resolve(rev)
+    while oid is not None:
+        commit = tree.commit(oid)
+        if commit.time <= moment:
+            break
+        oid = commit.parents[0].encode() if commit.parents else None
+    if oid is None:
+        raise WorkTreeError(f"{rev} had no commits yet at {when}")
+    files = tree.tree_files(oid)
+    prefix = path.strip("/") if path else ""
+    if prefix and prefix in files:
+        blob, mode = files[prefix]
+        who = _changed_by(tree, oid, {prefix})[prefix]
+        if as_json:
+            click.echo(json.dumps({"commit": commit.oid, "path": prefix, "blob": blob.decode(),
+                                   "mode": f"{mode:o}",
+                                   "content": tree.content(blob).decode("utf-8", "replace"),
+                                   "changed": _who(who)}, indent=2))
+            return
+        click.echo(tree.content(blob), nl=False)
+        click.echo(f"{prefix} as of {_date(int(moment))} (commit {commit.oid[:7]}): last changed in "
+                   f"{who.oid[:7]} by {who.author} on {_date(who.time)}: {who.message.splitlines()[0]}",
+                   err=True)
+        return
+    chosen = {p: v for p, v in files.items() if _under(p, prefix)}
+    if prefix and not chosen:
+        raise WorkTreeError(f"path '{prefix}' did not exist in {rev} at {when}")
+    changed = _changed_by(tree, oid, set(chosen))
+    if as_json:
+        click.echo(json.dumps({"commit": commit.oid, "time": commit.time, "files": [
+            {"path": p, "blob": b.decode(), "mode": f"{m:o}", "changed": _who(changed[p])}
+            for p, (b, m) in sorted(chosen.items())]}, indent=2))
+        return
+    click.echo(f"# {rev} as of {_date(int(moment))}: commit {commit.oid[:7]} "
+               f"{commit.message.splitlines()[0] if commit.message else ''}")
+    for p in sorted(chosen):
+        c = changed[p]
+        day = datetime.fromtimestamp(c.time, UTC).strftime("%Y-%m-%d %H:%M")
+        click.echo(f"{c.oid[:7]} {day} {c.author.split(' <')[0]}\t{p}")
+
+
+# -- push, pull, clone: the real git binary does the transport -----------------------------------
+
+
+def _run_git(args: list[str], cwd: Path | None, quiet: bool) -> None:
+    """Run git; on a terminal (and without -q) its progress shows, otherwise it runs quietly."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        raise WorkTreeError("push, pull and clone need the git binary on PATH")
+    show = not quiet and sys.stderr.isatty()
+    env = dict(os.environ)
+    if not show:
+        env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    command = ["git", *args[:1], *(["--progress"] if show else ["-q"]), *args[1:]]
+    done = subprocess.run(command, cwd=cwd, env=env, stdin=None if show else subprocess.DEVNULL,
+                          stdout=None if show else subprocess.PIPE, stderr=None if show else subprocess.PIPE)
+    if done.returncode != 0:
+        detail = "" if show else (done.stderr or b"").decode("utf-8", "replace").strip()
+        raise WorkTreeError(f"git {args[0]} failed" + (f": {detail}" if detail else ""))
+
+
+@click.command("clone", context_settings=CONTEXT)
+@click.argument("url")
+@click.argument("directory", required=False)
+@click.option("-b", "--branch", help="Branch to check out (default: the remote's HEAD).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def clone_command(url: str, directory: str | None, branch: str | None, quiet: bool) -> None:
+    """Clone URL (a govc server or any git smart-HTTP/ssh/file URL) into DIRECTORY.
+
+    The transport is the git binary's; the result is an ordinary git work tree govc works in.
+
+    \b
+    Examples:
+      govc clone http://localhost:8417/infra.git
+      govc clone http://localhost:8417/infra.git infra-copy -b staging
+    """
+    _run_git(["clone", *(["--branch", branch] if branch else []), "--", url,
+              *([directory] if directory else [])], None, quiet)
+    if directory:
+        target = Path(directory)
+    else:
+        name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+        target = Path(name.removesuffix(".git") or name)
+    if (target / ".git").is_dir() and (target / ".git" / "HEAD").read_text().startswith("ref: "):
+        tree = WorkTree(target.resolve())  # checks that govc reads what git fetched
+        if not quiet:
+            _info(f"Cloned {url} into {target} ({tree.branch})")
+
+
+def _branch_and_remote(tree: WorkTree, remote: str | None, branch: str | None) -> tuple[str, str]:
+    return remote or "origin", branch or tree.branch
+
+
+@click.command("push", context_settings=CONTEXT)
+@click.argument("remote", required=False)
+@click.argument("branch", required=False)
+@click.option("--realities", is_flag=True, help="Push every reality (refs/realities/*) too.")
+@click.option("-f", "--force", is_flag=True, help="Allow a non-fast-forward update.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def push_command(remote: str | None, branch: str | None, realities: bool, force: bool, quiet: bool) -> None:
+    """Push BRANCH (default the current one) to REMOTE (a remote name, default origin, or a URL).
+
+    \b
+    Examples:
+      govc push
+      govc push origin staging
+      govc push http://localhost:8417/infra.git main --realities
+    """
+    tree = WorkTree.here()
+    remote, branch = _branch_and_remote(tree, remote, branch)
+    if tree.repo.refs.get(f"{HEADS}{branch}") is None:
+        raise WorkTreeError(f"no branch named '{branch}' (or it has no commits)")
+    plus = "+" if force else ""
+    specs = [f"{plus}{HEADS}{branch}:{HEADS}{branch}"]
+    if realities:
+        specs.append(f"{plus}{REALITIES}*:{REALITIES}*")
+    _run_git(["push", "--", remote, *specs], tree.root, quiet)
+    if not quiet:
+        _info(f"Pushed {branch} to {remote}")
+
+
+@click.command("pull", context_settings=CONTEXT)
+@click.argument("remote", required=False)
+@click.argument("branch", required=False)
+@click.option("--author", help='Author of a merge commit, "Name <email>".')
+@click.option("-q", "--quiet", is_flag=True, help="No progress output.")
+def pull_command(remote: str | None, branch: str | None, author: str | None, quiet: bool) -> None:
+    """Fetch BRANCH (default: the current branch's name) from REMOTE (default origin, or a URL)
+    and merge it into the current branch as 'govc merge' does (fast-forward when possible).
+
+    \b
+    Examples:
+      govc pull
+      govc pull origin staging
+    """
+    tree = WorkTree.here()
+    remote, branch = _branch_and_remote(tree, remote, branch)
+    _require_clean(tree, "pulling")
+    _run_git(["fetch", "--no-write-fetch-head", "--", remote, f"+{HEADS}{branch}:refs/govc-pull/{branch}"],
+             tree.root, quiet)
+    temp = tree.git / "refs" / "govc-pull" / branch
+    try:
+        tree = WorkTree(tree.root)  # reload: git wrote new objects
+        fetched = f"refs/govc-pull/{branch}"
+        _merge_into_head(tree, fetched, f"{remote}/{branch}", _author(tree, author), None, quiet)
+    finally:
+        temp.unlink(missing_ok=True)
+        _prune_dirs(temp.parent, tree.git / "refs")
+
+
 COMMANDS = (init_command, add_command, commit_command, branch_command, checkout_command, status_command,
-            log_command, diff_command, show_command)
+            log_command, diff_command, show_command, merge_command, reality_group, at_command,
+            clone_command, push_command, pull_command)
 
 
 def register(group: click.Group) -> None:

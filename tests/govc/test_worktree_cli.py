@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,153 @@ def test_reads_what_git_wrote(work: Path) -> None:
     done = git("-C", work, "fsck", "--strict", "--no-progress", check=False,
                env={"HOME": str(work.parent / "home")})
     assert done.returncode == 0, done.stderr
+
+
+def _three_branches(work: Path) -> None:
+    write(work, "app.conf", "a = 1\nb = 2\nc = 3\n")
+    govc("init")
+    govc("branch", "staging")
+    write(work, "app.conf", "a = 10\nb = 2\nc = 3\n")
+    govc("add", "app.conf")
+    govc("commit", "-m", "main changes a")
+    govc("checkout", "staging")
+    write(work, "app.conf", "a = 1\nb = 2\nc = 30\n")
+    write(work, "extra.txt", "new\n")
+    govc("add", ".")
+    govc("commit", "-m", "staging changes c")
+    govc("checkout", "main")
+
+
+def test_merge_clean_makes_two_parent_commit(work: Path) -> None:
+    _three_branches(work)
+    govc("merge", "staging")
+    assert (work / "app.conf").read_text() == "a = 10\nb = 2\nc = 30\n"
+    assert (work / "extra.txt").read_text() == "new\n"
+    head = json.loads(govc("log", "--json", "-n", "1").output)[0]
+    assert len(head["parents"]) == 2
+    assert head["parents"][1] == real_git(work, "rev-parse", "staging").strip()
+    graph = real_git(work, "log", "--graph", "--oneline")
+    assert "*   " in graph and "|\\" in graph
+    assert real_git(work, "status", "--porcelain") == ""
+    assert git("-C", work, "fsck", "--strict", "--no-progress", check=False,
+               env={"HOME": str(work.parent / "home")}).returncode == 0
+    assert govc("merge", "staging").exit_code == 0  # already up to date: nothing happens
+    assert json.loads(govc("log", "--json", "-n", "1").output)[0]["id"] == head["id"]
+
+
+def test_merge_fast_forward_and_conflict(work: Path) -> None:
+    write(work, "app.conf", "workers = 4\n")
+    govc("init")
+    govc("branch", "staging")
+    govc("checkout", "staging")
+    write(work, "app.conf", "workers = 8\n")
+    govc("add", ".")
+    govc("commit", "-m", "eight")
+    govc("checkout", "main")
+    govc("merge", "staging")  # fast-forward
+    assert real_git(work, "rev-parse", "main") == real_git(work, "rev-parse", "staging")
+    assert (work / "app.conf").read_text() == "workers = 8\n"
+
+    write(work, "app.conf", "workers = 16\n")
+    govc("add", ".")
+    govc("commit", "-m", "sixteen")
+    govc("checkout", "staging")
+    write(work, "app.conf", "workers = 2\n")
+    govc("add", ".")
+    govc("commit", "-m", "two")
+    govc("checkout", "main")
+    before = real_git(work, "rev-parse", "main", "staging")
+    result = govc("merge", "staging", code=1)
+    assert "CONFLICT (content): app.conf" in result.output
+    assert "nothing was changed" in result.output
+    assert real_git(work, "rev-parse", "main", "staging") == before
+    assert (work / "app.conf").read_text() == "workers = 16\n"
+    assert real_git(work, "status", "--porcelain") == ""
+    assert govc("merge", "nope", code=1).output.startswith("Error: no branch or reality")
+    write(work, "app.conf", "dirty\n")
+    assert "uncommitted" in govc("merge", "staging", code=1).output
+
+
+def test_realities_create_list_promote_drop(work: Path) -> None:
+    write(work, "app.conf", "v1\n")
+    govc("init")
+    govc("branch", "canary-work")
+    govc("checkout", "canary-work")
+    write(work, "app.conf", "v2\n")
+    govc("add", ".")
+    govc("commit", "-m", "v2")
+    govc("checkout", "main")
+    govc("reality", "create", "canary", "--from", "canary-work")
+    govc("reality", "create", "blue")
+    assert govc("reality", "create", "blue", code=1).output.startswith("Error: ")
+    assert "Python API" in govc("reality", "create", "tmp", "--ephemeral", code=1).output
+    listed = json.loads(govc("reality", "list", "--json").output)
+    assert [r["name"] for r in listed] == ["blue", "canary"]
+    assert listed[1]["subject"] == "v2" and listed[1]["ref"] == "refs/realities/canary"
+    assert real_git(work, "rev-parse", "refs/realities/canary") == real_git(work, "rev-parse", "canary-work")
+    assert "canary\t" in govc("reality", "list").output
+
+    govc("reality", "promote", "canary")
+    assert real_git(work, "rev-parse", "main") == real_git(work, "rev-parse", "canary-work")
+    assert (work / "app.conf").read_text() == "v2\n"
+    assert real_git(work, "status", "--porcelain") == ""
+    govc("merge", "blue")  # a reality merges like a branch (here: already contained)
+
+    govc("reality", "drop", "blue")
+    real_git(work, "pack-refs", "--all")  # drop also works on packed refs
+    govc("reality", "drop", "canary")
+    assert govc("reality", "list", "--json").output.strip() == "[]"
+    assert real_git(work, "for-each-ref", "refs/realities") == ""
+    assert govc("reality", "drop", "canary", code=1).output.startswith("Error: no reality")
+    assert git("-C", work, "fsck", "--strict", "--no-progress", check=False,
+               env={"HOME": str(work.parent / "home")}).returncode == 0
+
+
+def test_time_travel_at(work: Path) -> None:
+    """The issue's example: a commit made by git on 2024-01-15 03:00 UTC, a govc commit now."""
+    write(work, "lb.conf", "backends = 2\n")
+    write(work, "other.txt", "same\n")
+    dated = {"HOME": str(work.parent / "home"), "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "First",
+             "GIT_AUTHOR_EMAIL": "first@example.com", "GIT_COMMITTER_NAME": "First",
+             "GIT_COMMITTER_EMAIL": "first@example.com", "GIT_AUTHOR_DATE": "2024-01-15T03:00:00Z",
+             "GIT_COMMITTER_DATE": "2024-01-15T03:00:00Z"}
+    git("-C", work, "init", "-q", "-b", "main", env=dated)
+    git("-C", work, "add", ".", env=dated)
+    git("-C", work, "commit", "-qm", "two backends", env=dated)
+    write(work, "lb.conf", "backends = 4\n")
+    govc("add", ".")
+    govc("commit", "-m", "more backends", "--author", "Second <second@example.com>")
+
+    then = govc("at", "2024-01-15 03:42+00:00", "lb.conf")
+    assert then.stdout == "backends = 2\n"
+    assert "First <first@example.com>" in then.stderr and "two backends" in then.stderr
+    assert govc("at", "2024-01-16", "lb.conf").stdout == "backends = 2\n"  # local time, no offset
+    now = govc("at", "now", "lb.conf")
+    assert now.stdout == "backends = 4\n" and "Second <second@example.com>" in now.stderr
+    listing = govc("at", "now").output
+    assert "Second\tlb.conf" in listing and "First\tother.txt" in listing
+    data = json.loads(govc("at", "now", "--json").output)
+    assert {f["path"]: f["changed"]["author"].split(" ")[0] for f in data["files"]} == {
+        "lb.conf": "Second", "other.txt": "First"}
+    old = json.loads(govc("at", "2024-01-15T03:42Z", "--json").output)
+    assert old["commit"] == real_git(work, "rev-parse", "HEAD~1").strip()
+    assert govc("at", f"@{datetime(2024, 1, 15, 3, 42, tzinfo=UTC).timestamp():.0f}",
+                "lb.conf").stdout == "backends = 2\n"
+    assert govc("at", "2024-01-14 12:00Z", code=1).output.startswith("Error: HEAD had no commits yet")
+    assert govc("at", "yesterday-ish", code=1).output.startswith("Error: cannot read the time")
+    assert govc("at", "now", "missing", code=1).output.startswith("Error: path")
+    assert "Examples:" in govc("at", "--help").output
+
+
+def test_shell_completion_and_help(work: Path) -> None:
+    write(work, "a", "a\n")
+    govc("init")
+    govc("branch", "staging")
+    govc("reality", "create", "canary")
+    script = CliRunner().invoke(main, [], prog_name="govc", env={"_GOVC_COMPLETE": "bash_source"})
+    assert "_govc_completion" in script.output
+    env = {"_GOVC_COMPLETE": "bash_complete", "COMP_WORDS": "govc merge ", "COMP_CWORD": "2"}
+    offered = CliRunner().invoke(main, [], prog_name="govc", env=env).output
+    assert "plain,staging" in offered and "plain,canary" in offered
+    for command in ("merge", "reality", "at", "push", "pull", "clone"):
+        assert "Examples:" in govc(command, "--help").output
