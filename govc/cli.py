@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,35 @@ from storage.errors import StorageError
 
 DEFAULT_PORT = 4870
 ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """A ``(done, total)`` callback drawing a bar with counts and a rate on a terminal; silent when
+    stderr is not a terminal or with ``-q``."""
+    if quiet or not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
+    started = time.monotonic()
+    state: dict[str, Any] = {"bar": None, "done": 0}
+
+    def rate(_item: object) -> str:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        return f"{state['done'] / elapsed:,.0f}/s"
+
+    def update(done: int, total: int) -> None:
+        if state["bar"] is None:
+            state["bar"] = click.progressbar(length=max(total, 1), label=label, file=sys.stderr,
+                                             show_pos=True, item_show_func=rate)
+            state["bar"].__enter__()
+        state["bar"].update(done - state["done"])
+        state["done"] = done
+
+    try:
+        yield update
+    finally:
+        if state["bar"] is not None:
+            state["bar"].__exit__(None, None, None)
 
 
 def default_data_dir() -> Path:
@@ -110,7 +140,8 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_cre
         data_dir = data_dir or default_data_dir()
         try:
             directory = DataDirectory(data_dir)
-            registry = Registry(directory)
+            with progress_bar("loading repositories", quiet) as progress:
+                registry = Registry(directory, progress)
         except StorageError as e:
             raise click.ClickException(str(e)) from None
         where = f"data directory {data_dir}"
@@ -149,7 +180,8 @@ def _directory(data_dir: Path | None) -> DataDirectory:
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
 @click.option("--name", default=None, help="Repository name (default: from PATH).")
-def import_command(path: Path, data_dir: Path | None, name: str | None) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def import_command(path: Path, data_dir: Path | None, name: str | None, quiet: bool) -> None:
     """Load an existing git repository (bare or not) into a data directory.
 
     \b
@@ -164,7 +196,8 @@ def import_command(path: Path, data_dir: Path | None, name: str | None) -> None:
     directory = _directory(data_dir)
     started = time.monotonic()
     try:
-        repo = import_repository(directory, path, name)
+        with progress_bar("indexing objects", quiet) as progress:
+            repo = import_repository(directory, path, name, progress)
     except (StorageError, ValueError, OSError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"imported {repo.name}: {len(repo.refs)} refs, {len(repo.objects)} objects "
@@ -176,7 +209,8 @@ def import_command(path: Path, data_dir: Path | None, name: str | None) -> None:
 @click.argument("dest", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
-def export_command(name: str, dest: Path, data_dir: Path | None) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def export_command(name: str, dest: Path, data_dir: Path | None, quiet: bool) -> None:
     """Write repository NAME as a bare git repository at DEST.
 
     \b
@@ -193,7 +227,8 @@ def export_command(name: str, dest: Path, data_dir: Path | None) -> None:
         if key not in directory.repo_names():
             raise click.ClickException(f"no repository '{key}' in {directory.path}")
         repo = Repository.restore(key, directory.backend(key))
-        export_repository(repo, dest)
+        with progress_bar("writing objects", quiet) as progress:
+            export_repository(repo, dest, progress)
     except (StorageError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"exported {key} to {dest}")

@@ -9,11 +9,12 @@ everything reachable with its ``.idx``, ``packed-refs`` with peeled tags, and ``
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from govc.registry import normalize_name
 from govc.repository import Repository
-from protocol.packwriter import generate_pack
+from protocol.packwriter import PackStats, generate_pack
 from storage.disk import DataDirectory, git_index, write_durably
 from storage.errors import StorageError
 from storage.graph import LinkCollector
@@ -38,7 +39,12 @@ def _git(path: Path, *args: str, stdin: bytes | None = None) -> bytes:
     return done.stdout
 
 
-def import_repository(directory: DataDirectory, source: Path, name: str | None = None) -> Repository:
+Progress = Callable[[int, int], None]  # (done, total), for progress bars
+
+
+def import_repository(
+    directory: DataDirectory, source: Path, name: str | None = None, progress: Progress | None = None
+) -> Repository:
     """Load the git repository at ``source`` (bare or not) into ``directory`` as ``name``."""
     source = Path(source)
     if not source.exists():
@@ -61,19 +67,31 @@ def import_repository(directory: DataDirectory, source: Path, name: str | None =
 
     try:
         directory.create_repo(name)
-        return _fill(directory, name, source, refs, head)
+        return _fill(directory, name, source, refs, head, progress)
     except BaseException:
         directory.delete_repo(name)  # a failed import leaves nothing behind
         raise
 
 
-def _fill(directory: DataDirectory, name: str, source: Path, refs: dict[str, bytes], head: str) -> Repository:
+def _fill(
+    directory: DataDirectory, name: str, source: Path, refs: dict[str, bytes], head: str,
+    progress: Progress | None,
+) -> Repository:
     repo = Repository.restore(name, directory.backend(name))
     if refs:
         pack_data = _git(source, "pack-objects", "--all", "--stdout", "--delta-base-offset", "-q",
                          stdin=b"")
         collected = LinkCollector(repo.graph)
-        pack = index_pack(pack_data, repo.objects.get, collected)
+        total = int.from_bytes(pack_data[8:12], "big") if len(pack_data) >= 12 else 0
+        seen = [0]
+
+        def visit(oid: bytes, type_num: int, content: bytes) -> None:
+            collected(oid, type_num, content)
+            seen[0] += 1
+            if progress is not None and (seen[0] % 1024 == 0 or seen[0] == total):
+                progress(seen[0], total)
+
+        pack = index_pack(pack_data, repo.objects.get, visit)
         missing = collected.first_missing(refs.values(), repo.objects)
         if missing is not None:
             raise PortabilityError(f"{source} is incomplete: object {missing.decode()} is missing")
@@ -86,15 +104,15 @@ def _fill(directory: DataDirectory, name: str, source: Path, refs: dict[str, byt
     return repo
 
 
-def export_repository(repo: Repository, dest: Path) -> Path:
+def export_repository(repo: Repository, dest: Path, progress: Progress | None = None) -> Path:
     """Write ``repo`` as a bare git repository at ``dest`` (which must not exist or be empty)."""
     try:
-        return _export(repo, Path(dest))
+        return _export(repo, Path(dest), progress)
     except OSError as e:
         raise PortabilityError(f"cannot write {dest}: {e.strerror or e}") from None
 
 
-def _export(repo: Repository, dest: Path) -> Path:
+def _export(repo: Repository, dest: Path, progress: Progress | None) -> Path:
     if dest.exists() and any(dest.iterdir()):
         raise PortabilityError(f"{dest} exists and is not empty")
     pack_dir = dest / "objects" / "pack"
@@ -103,7 +121,13 @@ def _export(repo: Repository, dest: Path) -> Path:
     refs = repo.refs.items()
     if refs:
         objects, _ = repo.graph.objects_to_send([oid for _, oid in refs], [])
-        data = b"".join(generate_pack(repo.objects, objects))
+        stats = PackStats()
+        chunks = []
+        for chunk in generate_pack(repo.objects, objects, stats=stats):
+            chunks.append(chunk)
+            if progress is not None:
+                progress(stats.objects, len(objects))
+        data = b"".join(chunks)
         pack = index_pack(data)
         write_durably(pack_dir / f"pack-{pack.name}.idx", git_index(pack))
         write_durably(pack_dir / f"pack-{pack.name}.pack", pack.data)

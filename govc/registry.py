@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 
 from govc.events import EventLog
 from govc.repository import Repository
@@ -36,14 +37,20 @@ def normalize_name(name: str) -> str:
 class Registry:
     """Repositories by name; with a data directory, each one durable and reloaded at start-up."""
 
-    def __init__(self, directory: DataDirectory | None = None) -> None:
+    def __init__(
+        self, directory: DataDirectory | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
         self.directory = directory
         self.events = EventLog(directory)
         self._repos: dict[str, Repository] = {}
         self._lock = threading.Lock()
         if directory is not None:
-            for name in directory.repo_names():
+            names = directory.repo_names()
+            for i, name in enumerate(names, 1):
                 self._repos[name] = self._adopt(Repository.restore(name, directory.backend(name)))
+                if progress is not None:
+                    progress(i, len(names))
 
     def _adopt(self, repo: Repository) -> Repository:
         repo.subscribe(self.events.record)
