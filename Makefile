@@ -24,12 +24,28 @@ $(ISO_STAMP): $(ISO)/package.json $(ISO)/package-lock.json
 		echo "npm not found: the isomorphic-git interop tests will be skipped"; \
 	fi
 
+# Stock git's own server (git http-backend under lighttpd) is the reference some interop tests
+# compare govc with; install lighttpd from Debian when it is missing and we may (best effort:
+# without it those comparisons are skipped, never failed).
+LIGHTTPD_STAMP := $(VENV)/.lighttpd-checked
+
+$(LIGHTTPD_STAMP): | $(STAMP)
+	@command -v lighttpd >/dev/null 2>&1 || [ -x /usr/sbin/lighttpd ] || { 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then 			( DEBIAN_FRONTEND=noninteractive apt-get install -y -q lighttpd >/dev/null 2>&1 \
+			  || ( apt-get update -q >/dev/null 2>&1 && \
+			       DEBIAN_FRONTEND=noninteractive apt-get install -y -q lighttpd >/dev/null 2>&1 ) ) \
+			|| echo "could not install lighttpd: comparisons with git http-backend will be skipped"; \
+		else \
+			echo "lighttpd is missing: comparisons with git http-backend will be skipped"; \
+		fi; \
+	}
+	@touch $@
+
 install: $(STAMP)
 
 serve: install
 	$(VENV)/bin/govc serve $(ARGS)
 
-test: install $(ISO_STAMP)
+test: install $(ISO_STAMP) $(LIGHTTPD_STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 lint: install

@@ -920,3 +920,13 @@ def v2_capabilities(url: str) -> list[str]:
     text = [line.decode().rstrip("\n") for line in lines]
     assert "version 2" in text, f"no v2 advertisement: {text}"
     return [line for line in text if line != "version 2" and not line.startswith("# service=")]
+
+
+@pytest.fixture(scope="session")
+def stock_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Stock git's own server (git http-backend under lighttpd), started beside the server under
+    test for tests that must pass against both; skipped where lighttpd is not installed."""
+    if server.is_reference:
+        yield server
+        return
+    yield from _start_http_backend(tmp_path_factory.mktemp("stock-server"))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from interop.conftest import Git, Served
+from interop.conftest import ALL_REFSPECS, Git, Served, Server
 
 
 @pytest.fixture
@@ -63,7 +63,20 @@ def test_quick_start_as_a_user_types_it(govc, git: Git, tmp_path: Path) -> None:
     git.fsck(work)
 
 
-def test_clone_push_pull_against_the_server(govc, git: Git, served: Served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["govc", "stock-git"])
+def target(request: pytest.FixtureRequest, served: Served, git: Git, history: Path) -> Served:
+    """The sample history on govc (the session's server) or on stock git's http-backend."""
+    if request.param == "govc":
+        return served
+    stock: Server = request.getfixturevalue("stock_server")
+    url = stock.create_repo(f"cli-{request.node.name.replace('[', '-').replace(']', '')}")
+    git("push", "-q", url, *ALL_REFSPECS, cwd=history)
+    return Served(url, history)
+
+
+@pytest.mark.parametrize("proto", [2], indirect=True)  # govc's CLI lets git pick the protocol
+def test_clone_push_pull_against_the_server(govc, git: Git, target: Served, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    served = target
     first, second = tmp_path / "first", tmp_path / "second"
     govc("clone", "-q", served.url, str(first), cwd=tmp_path)
     govc("clone", "-q", served.url, str(second), cwd=tmp_path)
