@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from govc.api_realities import add_routes as add_reality_routes
 from govc.maintenance import PACK_THRESHOLD, compact
 from govc.receivepack import encode_outcome, receive
 from govc.registry import Registry, RepositoryExists, RepositoryNameError, normalize_name
@@ -325,6 +326,7 @@ def make_app(registry: Registry | None = None, config: ServerConfig | None = Non
     app.router.add_get("/{repo:.+}/events", repo_events)
     app.router.add_post("/api/v1/repos", create_repo)
     app.router.add_get("/api/v1/repos", list_repos)
+    add_reality_routes(app, REGISTRY)
     app.router.add_get("/{repo:.+}/info/refs", info_refs)
     app.router.add_post("/{repo:.+}/git-upload-pack", upload_pack)
     app.router.add_post("/{repo:.+}/git-receive-pack", receive_pack)

@@ -961,23 +961,25 @@ def reality_group() -> None:
 @reality_group.command("create", context_settings=CONTEXT)
 @click.argument("name")
 @click.option("--from", "base", default="HEAD", show_default=True, help="Revision the reality starts at.")
-@click.option("--ephemeral", is_flag=True, help="Refused here: see below.")
-def reality_create(name: str, base: str, ephemeral: bool) -> None:
+@click.option("--ephemeral", is_flag=True,
+              help="Create it in the memory of the govc server REMOTE points at (never on any disk).")
+@click.option("--remote", default="origin", show_default=True, help="With --ephemeral: the govc server.")
+def reality_create(name: str, base: str, ephemeral: bool, remote: str) -> None:
     """Create reality NAME (refs/realities/NAME) at BASE.
 
-    Ephemeral realities live only in one process's memory and a work-tree command's memory ends
-    with the command, so --ephemeral is refused here: use the Python API
-    (repo.parallel_reality(name, ephemeral=True)) or a served repository for them.
+    An ephemeral reality lives in one process's memory only, and a work-tree command ends with its
+    process; so --ephemeral creates it on the govc server the remote points at (from the server's
+    BASE branch), where `git fetch REMOTE refs/realities/NAME` and pushes reach it.
 
     \b
     Examples:
       govc reality create canary
       govc reality create canary --from staging
+      govc reality create try-1 --ephemeral --from main     # on origin, in memory only
     """
     if ephemeral:
-        raise WorkTreeError("ephemeral realities live in one process's memory only, and a work-tree "
-                            "command ends with its process; use the Python API "
-                            "(repo.parallel_reality(name, ephemeral=True)) instead")
+        _create_remote_reality(name, "main" if base == "HEAD" else base, remote)
+        return
     tree = WorkTree.here()
     ref = f"{REALITIES}{name}"
     if tree.repo.refs.get(ref) is not None:
@@ -990,6 +992,42 @@ def reality_create(name: str, base: str, ephemeral: bool) -> None:
     except (StorageError, OSError, ValueError) as e:
         raise _fail(e) from None
     _info(f"Created reality {name} at {oid.decode()[:7]}")
+
+
+def _create_remote_reality(name: str, base: str, remote: str) -> None:
+    """POST /api/v1/repos/<repo>/realities on the govc server behind ``remote``."""
+    import json
+    import subprocess
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    tree = WorkTree.here()
+    found = subprocess.run(["git", "-C", str(tree.root), "config", "--get", f"remote.{remote}.url"],
+                           capture_output=True, text=True, check=False)
+    url = found.stdout.strip()
+    parts = urlsplit(url)
+    if found.returncode != 0 or parts.scheme not in ("http", "https"):
+        raise WorkTreeError(f"remote '{remote}' is not a govc server URL ({url or 'not set'}); ephemeral "
+                            "realities live in a running govc server")
+    repo = parts.path.strip("/").removesuffix(".git")
+    api = f"{parts.scheme}://{parts.netloc}/api/v1/repos/{repo}/realities"
+    body = json.dumps({"name": name, "base": base, "ephemeral": True}).encode()
+    request = urllib.request.Request(api, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            made = json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        try:
+            message = json.loads(e.read()).get("message", e.reason)
+        except ValueError:
+            message = e.reason
+        raise WorkTreeError(f"{remote} refused the reality: {message}") from None
+    except OSError as e:
+        raise WorkTreeError(f"cannot reach {remote} ({url}): {e}") from None
+    click.echo(f"Created ephemeral reality {name} on {remote} at {str(made['head'])[:7]} "
+               f"(fetch it with: git fetch {remote} refs/realities/{name})")
 
 
 @reality_group.command("list", context_settings=CONTEXT)

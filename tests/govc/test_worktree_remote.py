@@ -88,3 +88,19 @@ def test_clone_commit_push_pull(work: Path, served: tuple[govc.Repository, str],
     failed = run("push", code=1)
     assert failed.output.startswith("Error: git push failed")
     assert run("clone", "http://127.0.0.1:9/nothing.git", "x", code=1).output.startswith("Error: git clone")
+
+
+def test_ephemeral_reality_is_created_in_the_servers_memory(
+    work: Path, served: tuple[govc.Repository, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, url = served
+    run("clone", url, "infra-e")
+    monkeypatch.chdir(work / "infra-e")
+    out = run("reality", "create", "try-1", "--ephemeral").output
+    assert "Created ephemeral reality try-1 on origin" in out
+    ref = "refs/realities/try-1"
+    assert repo.refs.get(ref) == repo.refs.get("refs/heads/main")
+    assert ref in repo.ephemeral_refs  # lives in the server's memory only
+    assert real_git(work / "infra-e", "ls-remote", "origin", ref).strip().endswith(ref)
+    again = run("reality", "create", "try-1", "--ephemeral", code=1).output
+    assert again.startswith("Error: origin refused the reality") and "exists" in again
