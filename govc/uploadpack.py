@@ -288,19 +288,26 @@ def _frame(data: bytes, band_limit: int | None) -> bytes:
     return b"".join(sideband_packets(BAND_DATA, data, band_limit))
 
 
+def _prepare(repo: Repository, req: FetchRequest) -> tuple[FetchPlan | None, bytes]:
+    """The fetch plan, or the ``ERR`` line refusing the request (unknown wants, bad filters,
+    contradictory deepen arguments) — the same for v0 and v2."""
+    refusal = _refuse_wants(repo, req)
+    if refusal is not None:
+        return None, refusal
+    try:
+        return plan_fetch(repo, req), b""
+    except FetchRefused as e:
+        return None, error_line(str(e))
+
+
 def upload_pack_v0(repo: Repository, body: bytes) -> Iterator[bytes]:
     """Answer one stateless v0/v1 upload-pack request."""
     req = parse_v0_request(body)
     if not req.wants:
         return
-    refusal = _refuse_wants(repo, req)
-    if refusal is not None:
+    plan, refusal = _prepare(repo, req)
+    if plan is None:
         yield refusal
-        return
-    try:
-        plan = plan_fetch(repo, req)
-    except FetchRefused as e:
-        yield error_line(str(e))
         return
     if req.deepens:  # unlike v2, a v0 client that only lists its shallow commits expects no section
         yield v0_shallow_section(plan.new_shallow, plan.unshallow)
@@ -364,14 +371,9 @@ def ls_refs(repo: Repository, cmd: V2Command) -> bytes:
 
 def fetch_v2(repo: Repository, cmd: V2Command) -> Iterator[bytes]:
     req = parse_v2_fetch(cmd)
-    refusal = _refuse_wants(repo, req)
-    if refusal is not None:
+    plan, refusal = _prepare(repo, req)
+    if plan is None:
         yield refusal
-        return
-    try:
-        plan = plan_fetch(repo, req)
-    except FetchRefused as e:
-        yield error_line(str(e))
         return
     neg = _negotiate(repo, req)
     acks, send_pack = v2_acknowledgments(req, neg)

@@ -85,20 +85,7 @@ class Event:
         graph = self._repo.graph
         stop = graph.ancestors([self.old.encode()]) if self.old and self._commit_tree(self.old) else set()
         new = graph.ancestors([self.new.encode()], stop=stop)
-        # Newest first in topological order (a child before its parents, whatever the clocks say).
-        order: list[bytes] = []
-        visited: set[bytes] = set()
-        stack: list[tuple[bytes, bool]] = [(self.new.encode(), False)]
-        while stack:
-            oid, done = stack.pop()
-            if done:
-                order.append(oid)
-                continue
-            if oid in visited or oid not in new:
-                continue
-            visited.add(oid)
-            stack.append((oid, True))
-            stack.extend((p, False) for p in reversed(graph.commit(oid).parents))
+        order = graph.oldest_first(self.new.encode(), new)  # reversed: newest first, children first
         return [load_commit(self._repo.objects, c) for c in reversed(order)]
 
     @property

@@ -617,20 +617,7 @@ class PushPayloads:
         # old is an ancestor of new iff a path leads there; its first commit outside ``fresh``
         # is an ancestor of old, so it can only be old itself: old is a parent of a fresh commit.
         forced = old is not None and old != new and not any(old in graph.commit(c).parents for c in fresh)
-        order: list[bytes] = []
-        seen: set[bytes] = set()
-        stack: list[tuple[bytes, bool]] = [(new, False)]
-        while stack:
-            c, expanded = stack.pop()
-            if expanded:
-                order.append(c)
-                continue
-            if c in seen or c not in fresh:
-                continue
-            seen.add(c)
-            stack.append((c, True))
-            stack.extend((p, False) for p in reversed(graph.commit(c).parents) if p not in seen)
-        return order, forced
+        return graph.oldest_first(new, fresh), forced
 
     def build(self, event: LoggedEvent, change: Mapping[str, Any]) -> dict[str, Any]:
         ref, before, after = str(change["ref"]), str(change["old"]), str(change["new"])

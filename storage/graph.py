@@ -294,6 +294,24 @@ class ObjectGraph:
                     stack.append(p)
         return seen
 
+    def oldest_first(self, tip: bytes, within: Set[bytes]) -> list[bytes]:
+        """The commits of ``within`` reachable from ``tip``, parents before children (a
+        topological order that does not trust commit clocks)."""
+        order: list[bytes] = []
+        seen: set[bytes] = set()
+        stack: list[tuple[bytes, bool]] = [(tip, False)]
+        while stack:
+            oid, expanded = stack.pop()
+            if expanded:
+                order.append(oid)
+                continue
+            if oid in seen or oid not in within:
+                continue
+            seen.add(oid)
+            stack.append((oid, True))
+            stack.extend((p, False) for p in reversed(self.commit(oid).parents) if p not in seen)
+        return order
+
     def shallow_by_depth(
         self, starts: Iterable[bytes], depth: int
     ) -> tuple[set[bytes], set[bytes]]:
