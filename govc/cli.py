@@ -89,7 +89,7 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise click.BadParameter(f"cannot read {value}: {e}") from None
     known = {"data": "data_dir", "memory": "memory", "host": "host", "port": "port", "quiet": "quiet",
-             "admin_token": "admin_token"}
+             "admin_token": "admin_token", "auth": "auth", "anonymous_read": "anonymous_read"}
     defaults: dict[str, Any] = {}
     for key, item in config.items():
         if key in known:
@@ -107,8 +107,8 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
 @main.command()
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               envvar="GOVC_CONFIG", is_eager=True, expose_value=False, callback=_load_config,
-              help="TOML settings file (data, memory, host, port, auto_create, admin_token, "
-                   "[webhooks] allow); $GOVC_CONFIG.")
+              help="TOML settings file (data, memory, host, port, auto_create, admin_token, auth, "
+                   "anonymous_read, [webhooks] allow); $GOVC_CONFIG.")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
 @click.option("--memory", is_flag=True, help="Keep everything in memory; no disk at all.")
@@ -120,8 +120,12 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None
               help="Let webhooks reach this private/loopback range (repeatable), e.g. 127.0.0.0/8.")
 @click.option("--admin-token", envvar="GOVC_ADMIN_TOKEN", default=None,
               help="Require this bearer token for the webhook management API ($GOVC_ADMIN_TOKEN).")
+@click.option("--auth", is_flag=True,
+              help="Require an access token (see 'govc token') for everything but /healthz.")
+@click.option("--anonymous-read", is_flag=True, help="With --auth: let clients without a token fetch.")
 def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_create: bool,
-          quiet: bool, webhook_allow: tuple[str, ...], admin_token: str | None) -> None:
+          quiet: bool, webhook_allow: tuple[str, ...], admin_token: str | None, auth: bool,
+          anonymous_read: bool) -> None:
     """Serve every repository over Git's smart HTTP protocol.
 
     \b
@@ -129,8 +133,14 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_cre
       govc serve                              # embedded default data directory
       govc serve --data /srv/govc --host 0.0.0.0 --port 8080
       govc serve --config /etc/govc.toml
+      govc serve --auth --data /srv/govc      # tokens from 'govc token create'
       git clone http://127.0.0.1:4870/infra.git
     """
+    if memory and auth:
+        raise click.ClickException("--auth needs a data directory (tokens live in its database); "
+                                   "it cannot be combined with --memory")
+    if anonymous_read and not auth:
+        raise click.UsageError("--anonymous-read only makes sense with --auth")
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
                         format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
     directory: DataDirectory | None = None
@@ -153,7 +163,8 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_cre
         app = make_app(registry, ServerConfig(auto_create=not no_auto_create,
                                               webhook_allow=list(webhook_allow),
                                               public_url=f"http://{shown}:{port}",
-                                              admin_token=admin_token or None))
+                                              admin_token=admin_token or None,
+                                              auth=auth, anonymous_read=anonymous_read))
     except ValueError as e:  # e.g. a malformed $GOVC_WEBHOOK_BACKOFF
         raise click.ClickException(str(e)) from None
     if directory is not None:
@@ -162,6 +173,9 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_cre
     click.echo(f"govc serving http://{shown}:{port}/ ({where})")
     click.echo(f"  clone with: git clone http://{shown}:{port}/<name>.git")
     click.echo(f"  a push to http://{shown}:{port}/<name>.git creates the repository")
+    if auth:
+        click.echo("  authentication on: a token from 'govc token create' as the password"
+                   + (" (anonymous clients may fetch)" if anonymous_read else ""))
     sys.stdout.flush()
     web.run_app(app, host=host, port=port, print=None,
                 access_log=None if quiet else logging.getLogger("govc.access"),
@@ -425,6 +439,102 @@ def webhooks_remove(hook_id: int, data_dir: Path | None) -> None:
     if not _webhook_manager(data_dir).delete(hook_id):
         raise click.ClickException(f"no webhook {hook_id}")
     click.echo(f"removed webhook {hook_id}")
+
+
+@main.group()
+def token() -> None:
+    """Manage access tokens for 'govc serve --auth'.
+
+    \b
+    A token is shown once, when created; only its SHA-256 hash is stored (in DATA/govc.db).
+    Git sends it as the password (any user name), API clients as 'Authorization: Bearer <token>'.
+    Access: read (fetch, GET API), write (also push), admin (also every other API call).
+    Works on the data directory, also while a server runs on it.
+    """
+
+
+_DATA_OPTION = click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
+                            default=None, help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+
+
+def _tokens(data_dir: Path | None) -> Any:
+    from govc.auth import TokenStore
+
+    return TokenStore(_directory(data_dir))
+
+
+@token.command("create")
+@click.argument("name")
+@click.option("--repo", default=None, help="Limit the token to this repository (default: every one).")
+@click.option("--access", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True)
+@click.option("--expires", default=None, metavar="DURATION",
+              help="Expire after e.g. 12h, 30d, 2w (default: never).")
+@_DATA_OPTION
+def token_create(name: str, repo: str | None, access: str, expires: str | None,
+                 data_dir: Path | None) -> None:
+    """Create token NAME and print it (the only time it is shown).
+
+    \b
+    Examples:
+      govc token create ci --repo infra --access write --expires 30d --data /srv/govc
+      TOKEN=$(govc token create reader)
+      git clone http://x:$TOKEN@127.0.0.1:4870/infra.git
+    """
+    from govc.auth import TokenError, parse_duration
+
+    try:
+        seconds = parse_duration(expires) if expires is not None else None
+        created, secret = _tokens(data_dir).create(name, repo=repo, access=access, expires_in=seconds)
+    except TokenError as e:
+        raise click.ClickException(str(e)) from None
+    until = f", expires {_when(created.expires)}" if created.expires is not None else ""
+    click.echo(f"token {created.id} '{created.name}': {created.access} access to "
+               f"{created.repo or 'every repository'}{until}. Store it now; it is not shown again:", err=True)
+    click.echo(secret)
+
+
+def _when(stamp: float | None) -> str:
+    return "-" if stamp is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
+
+
+@token.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per token.")
+@_DATA_OPTION
+def token_list(as_json: bool, data_dir: Path | None) -> None:
+    """List tokens (never their secrets).
+
+    \b
+    Examples:
+      govc token list --data /srv/govc
+    """
+    import json as jsonlib
+
+    for item in _tokens(data_dir).list():
+        if as_json:
+            click.echo(jsonlib.dumps({"id": item.id, "name": item.name, "repo": item.repo,
+                                      "access": item.access, "created": item.created, "expires": item.expires,
+                                      "revoked": item.revoked, "status": item.status()}))
+        else:
+            click.echo(f"{item.id}\t{item.name}\t{item.scope}\t{item.access}\tcreated {_when(item.created)}"
+                       f"\texpires {_when(item.expires)}\t{item.status()}")
+
+
+@token.command("revoke")
+@click.argument("name_or_id")
+@_DATA_OPTION
+def token_revoke(name_or_id: str, data_dir: Path | None) -> None:
+    """Revoke the active token NAME_OR_ID; it stops working at once, also on a running server.
+
+    \b
+    Examples:
+      govc token revoke ci --data /srv/govc
+      govc token revoke 3
+    """
+    revoked = _tokens(data_dir).revoke(name_or_id)
+    if not revoked:
+        raise click.ClickException(f"no active token {name_or_id!r}")
+    for item in revoked:
+        click.echo(f"revoked token {item.id} '{item.name}'")
 
 
 from govc import worktree as _worktree  # noqa: E402  (the work-tree commands: init, add, commit, ...)

@@ -19,6 +19,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
 from govc.api_realities import add_routes as add_reality_routes
+from govc.auth import TOKEN_KEY, TokenStore, make_middleware
 from govc.maintenance import PACK_THRESHOLD, compact
 from govc.receivepack import encode_outcome, receive
 from govc.registry import Registry, RepositoryExists, RepositoryNameError, normalize_name
@@ -63,6 +64,10 @@ class ServerConfig:
     public_url: str = ""
     #: When set, the webhook management API answers only to ``Authorization: Bearer <token>``.
     admin_token: str | None = None
+    #: Require an access token (see govc.auth) for everything but /healthz; needs a data directory.
+    auth: bool = False
+    #: With ``auth``: let requests without credentials fetch (read), never push.
+    anonymous_read: bool = False
 
 
 REGISTRY = web.AppKey("registry", Registry)
@@ -302,7 +307,9 @@ async def _maintenance_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _admin_only(request: web.Request, handler: Any) -> web.StreamResponse:
     """Webhook management needs the admin token when the operator configured one."""
     token = request.app[CONFIG].admin_token
-    if token and request.path.startswith("/api/v1/") and "/hooks" in request.path:
+    authenticated = request.get(TOKEN_KEY)  # by govc.auth's middleware, which checked the access
+    if (token and authenticated is None and request.path.startswith("/api/v1/")
+            and "/hooks" in request.path):
         given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return web.json_response(
@@ -313,9 +320,19 @@ async def _admin_only(request: web.Request, handler: Any) -> web.StreamResponse:
 
 
 def make_app(registry: Registry | None = None, config: ServerConfig | None = None) -> web.Application:
-    app = web.Application(client_max_size=MAX_UPLOAD_REQUEST, middlewares=[_admin_only])
-    app[REGISTRY] = registry if registry is not None else Registry()
-    app[CONFIG] = config if config is not None else ServerConfig()
+    registry = registry if registry is not None else Registry()
+    config = config if config is not None else ServerConfig()
+    middlewares: list[Any] = [_admin_only]
+    if config.auth:
+        if registry.directory is None:
+            raise ValueError("authentication needs a data directory (tokens live in its database); "
+                             "it cannot be used with an in-memory registry (--memory)")
+        middlewares.insert(0, make_middleware(TokenStore(registry.directory),
+                                              anonymous_read=config.anonymous_read,
+                                              admin_token=config.admin_token))
+    app = web.Application(client_max_size=MAX_UPLOAD_REQUEST, middlewares=middlewares)
+    app[REGISTRY] = registry
+    app[CONFIG] = config
     app.on_shutdown.append(_close_streams)
     app.cleanup_ctx.append(_executor_ctx)
     app.cleanup_ctx.append(_maintenance_ctx)
