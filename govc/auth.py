@@ -181,7 +181,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def required(request: web.Request) -> tuple[str, str | None] | None:
     """``(access, repository or None)`` a request needs; None for the open ``/healthz``."""
     path = request.path
-    if path == "/healthz":
+    if path in ("/healthz", "/readyz"):
         return None
     raw = request.match_info.get("repo")
     repo: str | None = None

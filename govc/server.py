@@ -219,7 +219,8 @@ async def _receive(request: web.Request, repo: Repository) -> web.Response:
         return _text(400, "bad receive-pack request: the command list was cut short")
     if not req.commands:  # git's probe ("0000"): nothing to do, and nothing wrong
         return web.Response(body=b"", headers=RECEIVE_RESULT_HEADERS)
-    who = request.remote or "anonymous"
+    token = request.get(TOKEN_KEY)  # with --auth: the pusher is the token's name
+    who = getattr(token, "name", None) or request.remote or "anonymous"
     loop = asyncio.get_running_loop()
     outcome = await loop.run_in_executor(
         request.app[EXECUTOR], receive, repo, req, b"".join(pack_parts), who
@@ -246,6 +247,17 @@ async def _close_streams(app: web.Application) -> None:
 
 async def healthz(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready: repositories loaded (the app exists only after that) and the backend answers."""
+    registry = request.app[REGISTRY]
+    if registry.directory is not None:
+        try:
+            await asyncio.to_thread(registry.directory.last_event_id)
+        except Exception as e:  # the database is unreachable or damaged
+            return web.Response(status=503, text=f"not ready: data directory: {e}\n")
+    return web.Response(text=f"ready: {len(registry)} repositories\n")
 
 
 async def create_repo(request: web.Request) -> web.Response:
@@ -339,6 +351,7 @@ def make_app(registry: Registry | None = None, config: ServerConfig | None = Non
     setup_webhooks(app, app[REGISTRY], allow=app[CONFIG].webhook_allow, public_url=app[CONFIG].public_url,
                    backoff=app[CONFIG].webhook_backoff)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/events", all_events)
     app.router.add_get("/{repo:.+}/events", repo_events)
     app.router.add_post("/api/v1/repos", create_repo)
