@@ -21,6 +21,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from govc.api_realities import add_routes as add_reality_routes
 from govc.auth import TOKEN_KEY, TokenStore, make_middleware
 from govc.maintenance import PACK_THRESHOLD, compact
+from govc.metrics import METRICS, Metrics, measure, metrics_handler
 from govc.receivepack import encode_outcome, receive
 from govc.registry import Registry, RepositoryExists, RepositoryNameError, normalize_name
 from govc.repository import Repository
@@ -334,17 +335,18 @@ async def _admin_only(request: web.Request, handler: Any) -> web.StreamResponse:
 def make_app(registry: Registry | None = None, config: ServerConfig | None = None) -> web.Application:
     registry = registry if registry is not None else Registry()
     config = config if config is not None else ServerConfig()
-    middlewares: list[Any] = [_admin_only]
+    middlewares: list[Any] = [measure, _admin_only]
     if config.auth:
         if registry.directory is None:
             raise ValueError("authentication needs a data directory (tokens live in its database); "
                              "it cannot be used with an in-memory registry (--memory)")
-        middlewares.insert(0, make_middleware(TokenStore(registry.directory),
+        middlewares.insert(1, make_middleware(TokenStore(registry.directory),
                                               anonymous_read=config.anonymous_read,
                                               admin_token=config.admin_token))
     app = web.Application(client_max_size=MAX_UPLOAD_REQUEST, middlewares=middlewares)
     app[REGISTRY] = registry
     app[CONFIG] = config
+    app[METRICS] = Metrics()
     app.on_shutdown.append(_close_streams)
     app.cleanup_ctx.append(_executor_ctx)
     app.cleanup_ctx.append(_maintenance_ctx)
@@ -352,6 +354,7 @@ def make_app(registry: Registry | None = None, config: ServerConfig | None = Non
                    backoff=app[CONFIG].webhook_backoff)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/events", all_events)
     app.router.add_get("/{repo:.+}/events", repo_events)
     app.router.add_post("/api/v1/repos", create_repo)
