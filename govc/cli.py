@@ -541,3 +541,69 @@ from govc import worktree as _worktree  # noqa: E402  (the work-tree commands: i
 
 for _command in _worktree.COMMANDS:
     main.add_command(_command)
+
+
+@main.group()
+def protect() -> None:
+    """Protect branches and ref namespaces against force-pushes, deletion or unlisted writers.
+
+    \b
+    Rules take effect on a running server at once (they are read on each push).
+    """
+
+
+@protect.command("add")
+@click.argument("repo")
+@click.argument("pattern")
+@click.option("--allow-force", is_flag=True, help="Allow force-pushes (default: refused).")
+@click.option("--allow-delete", is_flag=True, help="Allow deletion (default: refused).")
+@click.option("--writer", "writers", multiple=True,
+              help="Only this token name may update the refs (repeatable; needs `govc serve --auth`).")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+def protect_add(repo: str, pattern: str, allow_force: bool, allow_delete: bool, writers: tuple[str, ...],
+                data_dir: Path | None) -> None:
+    """Protect refs matching PATTERN in REPO (REPO "_global": every repository).
+
+    \b
+    Examples:
+      govc protect add infra refs/heads/main                  # no force-push, no delete
+      govc protect add _global 'refs/tags/v*' --writer ci     # only the "ci" token makes releases
+    """
+    from govc.protection import ProtectionStore
+    from govc.registry import normalize_name
+
+    try:
+        name = None if repo == "_global" else normalize_name(repo)
+        rule = ProtectionStore(_directory(data_dir)).add(name, pattern, no_force=not allow_force,
+                                                         no_delete=not allow_delete, writers=writers)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"rule {rule.id}: {rule.repository or '_global'} {rule.pattern}")
+
+
+@protect.command("list")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+def protect_list(data_dir: Path | None) -> None:
+    """List protection rules."""
+    from govc.protection import ProtectionStore
+
+    for r in ProtectionStore(_directory(data_dir)).rules():
+        what = [w for w, on in (("no-force", r.no_force), ("no-delete", r.no_delete)) if on]
+        if r.writers:
+            what.append("writers=" + ",".join(r.writers))
+        click.echo(f"{r.id}\t{r.repository or '_global'}\t{r.pattern}\t{' '.join(what)}")
+
+
+@protect.command("remove")
+@click.argument("rule_id", type=int)
+@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+def protect_remove(rule_id: int, data_dir: Path | None) -> None:
+    """Delete protection rule RULE_ID."""
+    from govc.protection import ProtectionStore
+
+    if not ProtectionStore(_directory(data_dir)).remove(rule_id):
+        raise click.ClickException(f"no rule {rule_id}")
+    click.echo(f"removed rule {rule_id}")

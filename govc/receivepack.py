@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from govc.hooks import hook_paths, object_directory, run_hook
+from govc.protection import check
 from govc.repository import Repository
 from govc.validation import Change, ValidationError, run_validators
 from protocol.pktline import FLUSH_PKT
@@ -113,6 +114,7 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
         results.append(result)
         if result is RefResult.MISSING_OBJECTS:
             messages.append(f"error: missing necessary objects for {cmd.name}")
+    _protect(repo, req, collected, results, messages, who)
     _validate(repo, req, pack, results, messages)
     _run_pre_hooks(repo, req, pack, results, messages)
     atomic = req.has("atomic")
@@ -194,6 +196,45 @@ def _run_pre_hooks(
                 if not outcome.ok:
                     results[i] = RefResult.UPDATE_HOOK_DECLINED
                     break
+
+
+def _contains(repo: Repository, collected: LinkCollector, tip: bytes, old: bytes) -> bool:
+    """Is ``old`` reachable from ``tip``, looking through the received commits too?"""
+    seen: set[bytes] = set()
+    stack = [tip]
+    while stack:
+        oid = stack.pop()
+        if oid == old:
+            return True
+        if oid in seen:
+            continue
+        seen.add(oid)
+        info = collected.commits.get(oid)
+        if info is None:
+            try:
+                info = repo.graph.commit(oid)
+            except (ObjectNotFound, CorruptObject):
+                continue
+        stack.extend(info.parents)
+    return False
+
+
+def _protect(
+    repo: Repository, req: PushRequest, collected: LinkCollector, results: list[RefResult | Declined],
+    messages: list[str], who: str,
+) -> None:
+    """Protected branches and namespaces (govc.protection): no force-push, no delete, writers."""
+    rules = repo.protection_rules()
+    if not rules:
+        return
+    for i, cmd in enumerate(req.commands):
+        if results[i] is not RefResult.OK:
+            continue
+        fast_forward = cmd.is_create or cmd.is_delete or _contains(repo, collected, cmd.new, cmd.old)
+        reason = check(rules, cmd.name, who=who, deleting=cmd.is_delete, fast_forward=fast_forward)
+        if reason is not None:
+            results[i] = Declined(reason)
+            messages.append(f"error: {reason}")
 
 
 def _validate(

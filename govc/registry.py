@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 
 from govc.events import EventLog
+from govc.protection import ProtectionStore
 from govc.repository import Repository
 from storage.disk import DataDirectory
 
@@ -43,6 +44,7 @@ class Registry:
     ) -> None:
         self.directory = directory
         self.events = EventLog(directory)
+        self.protections = ProtectionStore(directory)
         self._repos: dict[str, Repository] = {}
         self._lock = threading.Lock()
         if directory is not None:
@@ -54,6 +56,7 @@ class Registry:
 
     def _adopt(self, repo: Repository) -> Repository:
         repo.subscribe(self.events.record)
+        repo.protection_rules = lambda: self.protections.rules_for(repo.name)
         if self.directory is not None:
             repo.hooks_dir = self.directory.path / "hooks"
             if repo.durable:

@@ -96,6 +96,8 @@ class Repository:
         #: repository's directory on disk; both None for a repository held only in memory.
         self.hooks_dir: Path | None = None
         self.repo_dir: Path | None = None
+        #: Protected-ref rules that apply to pushes (govc.protection); a registry supplies them.
+        self.protection_rules: Callable[[], list[Any]] = list
         self.validators: list[RegisteredValidator] = []
         self.watchers: list[Watcher] = []
         self._event_lock = threading.RLock()

@@ -1,0 +1,101 @@
+"""Protected branches and ref namespaces, enforced on every push.
+
+A rule names a ref glob (``refs/heads/main``, ``refs/tags/v*``) for one repository or all of them,
+and any of: no force-push (the new commit must contain the old one), no deletion, and a list of
+the only token names allowed to write (with ``govc serve --auth``, the pusher is the token's name).
+Rules live in the data directory's database and are read on each push, so ``govc protect`` takes
+effect on a running server at once.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import threading
+from dataclasses import dataclass
+
+from storage.disk import DataDirectory
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS protections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, repo TEXT, pattern TEXT NOT NULL,
+    no_force INTEGER NOT NULL, no_delete INTEGER NOT NULL, writers TEXT NOT NULL)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: int
+    repository: str | None  # None: every repository
+    pattern: str
+    no_force: bool
+    no_delete: bool
+    writers: tuple[str, ...]  # empty: anyone who may push
+
+    def covers(self, ref: str) -> bool:
+        return fnmatch.fnmatchcase(ref, self.pattern)
+
+
+class ProtectionStore:
+    """Rules by repository, in SQLite with a data directory, in memory otherwise."""
+
+    def __init__(self, directory: DataDirectory | None = None) -> None:
+        self.directory = directory
+        self._memory: list[Rule] = []
+        self._next = 1
+        self._lock = threading.Lock()
+        if directory is not None:
+            with directory.transaction() as db:
+                db.execute(_SCHEMA)
+
+    def add(self, repository: str | None, pattern: str, *, no_force: bool = True, no_delete: bool = True,
+            writers: tuple[str, ...] = ()) -> Rule:
+        if not pattern.startswith("refs/"):
+            raise ValueError(f"a protected pattern names full refs (refs/heads/main), not {pattern!r}")
+        if self.directory is None:
+            with self._lock:
+                rule = Rule(self._next, repository, pattern, no_force, no_delete, tuple(writers))
+                self._next += 1
+                self._memory.append(rule)
+            return rule
+        with self.directory.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO protections (repo, pattern, no_force, no_delete, writers) VALUES (?,?,?,?,?)",
+                (repository, pattern, int(no_force), int(no_delete), json.dumps(list(writers))))
+            rule_id = int(cursor.lastrowid or 0)
+        return Rule(rule_id, repository, pattern, no_force, no_delete, tuple(writers))
+
+    def remove(self, rule_id: int) -> bool:
+        if self.directory is None:
+            with self._lock:
+                before = len(self._memory)
+                self._memory = [r for r in self._memory if r.id != rule_id]
+                return len(self._memory) != before
+        with self.directory.transaction() as db:
+            return db.execute("DELETE FROM protections WHERE id = ?", (rule_id,)).rowcount > 0
+
+    def rules(self) -> list[Rule]:
+        if self.directory is None:
+            return list(self._memory)
+        rows = self.directory.query(
+            "SELECT id, repo, pattern, no_force, no_delete, writers FROM protections ORDER BY id", ())
+        return [Rule(int(i), r if r is None else str(r), str(p), bool(f), bool(d),  # type: ignore[call-overload]
+                     tuple(json.loads(str(w)))) for i, r, p, f, d, w in rows]
+
+    def rules_for(self, repository: str) -> list[Rule]:
+        return [r for r in self.rules() if r.repository in (None, repository)]
+
+
+def check(rules: list[Rule], ref: str, *, who: str, deleting: bool, fast_forward: bool) -> str | None:
+    """Why the push may not move ``ref`` (git shows it as ``! [remote rejected] ... (reason)``), or
+    None when every rule covering the ref allows it."""
+    for rule in rules:
+        if not rule.covers(ref):
+            continue
+        if rule.writers and who not in rule.writers:
+            return f"protected ref: only {', '.join(rule.writers)} may update {ref}"
+        if deleting and rule.no_delete:
+            return f"protected branch: {ref} may not be deleted"
+        if not deleting and not fast_forward and rule.no_force:
+            return f"protected branch: {ref} may not be force-pushed"
+    return None
