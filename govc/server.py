@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from govc.api_files import add_routes as add_file_routes
 from govc.api_realities import add_routes as add_reality_routes
 from govc.auth import TOKEN_KEY, TokenStore, make_middleware
 from govc.maintenance import PACK_THRESHOLD, compact
@@ -360,6 +361,7 @@ def make_app(registry: Registry | None = None, config: ServerConfig | None = Non
     app.router.add_post("/api/v1/repos", create_repo)
     app.router.add_get("/api/v1/repos", list_repos)
     add_reality_routes(app, REGISTRY)
+    add_file_routes(app, REGISTRY)
     app.router.add_get("/{repo:.+}/info/refs", info_refs)
     app.router.add_post("/{repo:.+}/git-upload-pack", upload_pack)
     app.router.add_post("/{repo:.+}/git-receive-pack", receive_pack)

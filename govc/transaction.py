@@ -139,6 +139,10 @@ class Transaction:
             raise KeyError(path)
         return self.repo.trees.read(self.repo.graph.commit(stage.base).tree, key)
 
+    def base_commit(self, branch: str | None = None) -> bytes | None:
+        """The commit the transaction started from on ``branch`` (None: the branch was empty)."""
+        return self._stage(branch).base
+
     def exists(self, path: str, *, branch: str | None = None) -> bool:
         try:
             self.read(path, branch=branch)
