@@ -78,7 +78,7 @@ def _check_command(
     except ObjectNotFound:
         return RefResult.MISSING_OBJECTS
     if cmd.name.startswith("refs/heads/") and type_num != OBJ_COMMIT:
-        return RefResult.NOT_A_COMMIT
+        return RefResult.LOCK_FAILED  # git's ref backend refuses non-commits on branches this way
     return RefResult.OK
 
 

@@ -28,14 +28,11 @@ class RefResult(enum.Enum):
     LOCK_FAILED = "failed to update ref"
     NON_FAST_FORWARD = "non-fast-forward"
     DELETE_CURRENT = "deletion of the current branch prohibited"
-    DELETE_DISABLED = "deletion prohibited"
-    NOT_A_COMMIT = "failed to update ref"
     UNPACKER_ERROR = "unpacker error"
     ATOMIC_FAILURE = "atomic push failure"
     ATOMIC_TRANSACTION_FAILED = "atomic transaction failed"
     HOOK_DECLINED = "pre-receive hook declined"
     UPDATE_HOOK_DECLINED = "hook declined"
-    REJECTED = "rejected"
 
 
 @dataclass(frozen=True, slots=True)

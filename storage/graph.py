@@ -382,12 +382,6 @@ class ObjectGraph:
                     if is_tree[child]:
                         stack.append(child)
 
-    def tree_closure(self, roots: Iterable[bytes], into: set[bytes]) -> None:
-        """Add every tree and blob reachable from ``roots`` (trees) to ``into``."""
-        found: set[int] = set()
-        self._closure_ids((self.intern(r) for r in roots), found)
-        into.update(self._oids[i] for i in found)
-
     def objects_to_send(
         self,
         wants: Iterable[bytes],

@@ -124,10 +124,6 @@ class MemoryObjectStore:
     def packs(self) -> list[StoredPack]:
         return list(self._packs)
 
-    @property
-    def packed_size(self) -> int:
-        return sum(len(p.data) for p in self._packs) + sum(len(v[2]) for v in self._loose.values())
-
     # -- writing -----------------------------------------------------------------------------
 
     def index_pack(self, data: bytes, on_object: ObjectVisitor | None = None) -> StoredPack:
