@@ -19,13 +19,10 @@ from typing import Any
 
 from aiohttp import web
 
-from govc.registry import Registry, RepositoryNameError, normalize_name
+from govc.api_common import json_error, repository_or_404
+from govc.registry import Registry
 from govc.repository import Repository
 from govc.validation import ConflictError, ValidationError
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
 
 
 def _when(text: str) -> float:
@@ -37,15 +34,7 @@ def _when(text: str) -> float:
 
 def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None:
     def repository(request: web.Request) -> Repository:
-        try:
-            name = normalize_name(request.match_info["repo"])
-        except RepositoryNameError as e:
-            raise web.HTTPNotFound(text=str(e)) from None
-        repo = request.app[registry_key].get(name)
-        if repo is None:
-            raise web.HTTPNotFound(content_type="application/json",
-                                   text=f'{{"error": "not_found", "message": "no repository {name}"}}')
-        return repo
+        return repository_or_404(request, request.app[registry_key])
 
     async def read_file(request: web.Request) -> web.Response:
         repo = repository(request)
@@ -61,9 +50,9 @@ def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None
                 content = reality.read(path)
                 commit = reality.head.decode() if reality.head else None
         except KeyError:
-            return _error(404, "not_found", f"no file {path!r} at {ref}")
+            return json_error(404, "not_found", f"no file {path!r} at {ref}")
         except ValueError as e:
-            return _error(400, "bad_request", str(e))
+            return json_error(400, "bad_request", str(e))
         return web.json_response({"path": path, "ref": ref, "commit": commit, "encoding": "base64",
                                   "content": base64.b64encode(content).decode(), "size": len(content)})
 
@@ -84,10 +73,8 @@ def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None
             else:
                 data = None
         except (ValueError, KeyError, TypeError):
-            return _error(400, "bad_request", 'expected {"content": ..., "branch": "main", "message": ...}')
-        ref = repo.resolve_reality_ref(branch)
-        if expected is not None and (repo.refs.get(ref) or b"").decode() != expected:
-            return _error(409, "stale", f"{branch} is not at {expected}")
+            return json_error(400, "bad_request",
+                              'expected {"content": ..., "branch": "main", "message": ...}')
 
         def write() -> str:
             with repo.transaction(branch, author=author) as tx:
@@ -102,13 +89,13 @@ def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None
         try:
             commit = await asyncio.to_thread(write)
         except KeyError:
-            return _error(404, "not_found", f"no file {path!r} on {branch}")
+            return json_error(404, "not_found", f"no file {path!r} on {branch}")
         except ValidationError as e:
-            return _error(422, "rejected", str(e))
+            return json_error(422, "rejected", str(e))
         except ConflictError as e:
-            return _error(409, "stale", str(e))
+            return json_error(409, "stale", str(e))
         except ValueError as e:
-            return _error(400, "bad_request", str(e))
+            return json_error(400, "bad_request", str(e))
         return web.json_response({"path": path, "branch": branch, "commit": commit})
 
     async def commits(request: web.Request) -> web.Response:
@@ -116,7 +103,7 @@ def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None
         try:
             limit = min(int(request.query.get("limit", "20")), 1000)
         except ValueError:
-            return _error(400, "bad_request", "limit must be a number")
+            return json_error(400, "bad_request", "limit must be a number")
         log = repo.log(request.query.get("ref", "main"), limit=limit)
         return web.json_response({"commits": [asdict(c) for c in log]})
 

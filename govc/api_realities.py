@@ -11,17 +11,14 @@ from typing import Any
 
 from aiohttp import web
 
+from govc.api_common import json_error, repository_or_404
 from govc.reality import Reality
-from govc.registry import Registry, RepositoryNameError, normalize_name
+from govc.registry import Registry
 from govc.repository import Repository
 from govc.validation import ConflictError, ValidationError
 from storage.errors import RefError
 from storage.interfaces import RefUpdate
 from storage.refnames import is_valid_ref_name
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
 
 
 def _describe(reality: Reality) -> dict[str, Any]:
@@ -32,15 +29,7 @@ def _describe(reality: Reality) -> dict[str, Any]:
 
 def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None:
     def repository(request: web.Request) -> Repository:
-        try:
-            name = normalize_name(request.match_info["repo"])
-        except RepositoryNameError as e:
-            raise web.HTTPNotFound(text=str(e)) from None
-        repo = request.app[registry_key].get(name)
-        if repo is None:
-            raise web.HTTPNotFound(content_type="application/json",
-                                   text=f'{{"error": "not_found", "message": "no repository {name}"}}')
-        return repo
+        return repository_or_404(request, request.app[registry_key])
 
     async def list_realities(request: web.Request) -> web.Response:
         return web.json_response({"realities": [_describe(r) for r in repository(request).realities()]})
@@ -52,13 +41,14 @@ def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None
             name, base = str(body["name"]), str(body.get("base", "main"))
             ephemeral = bool(body.get("ephemeral", False))
         except (ValueError, KeyError, TypeError):
-            return _error(400, "bad_request", 'expected {"name": ..., "base": "main", "ephemeral": false}')
+            return json_error(400, "bad_request",
+                              'expected {"name": ..., "base": "main", "ephemeral": false}')
         if not is_valid_ref_name(f"{repo.ephemeral_namespace}{name}"):
-            return _error(422, "invalid_name", f"invalid reality name {name!r}")
+            return json_error(422, "invalid_name", f"invalid reality name {name!r}")
         if repo.refs.get(f"{repo.ephemeral_namespace}{name}") is not None:
-            return _error(409, "exists", f"reality {name!r} exists")
+            return json_error(409, "exists", f"reality {name!r} exists")
         if repo.refs.get(repo.resolve_reality_ref(base)) is None:
-            return _error(422, "no_base", f"{base!r} has no commits")
+            return json_error(422, "no_base", f"{base!r} has no commits")
         reality = await asyncio.to_thread(repo.parallel_reality, name, base=base, ephemeral=ephemeral)
         return web.json_response(_describe(reality), status=201)
 
@@ -67,30 +57,30 @@ def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None
         ref = f"{repo.ephemeral_namespace}{request.match_info['name']}"
         current = repo.refs.get(ref)
         if current is None:
-            return _error(404, "not_found", f"no reality {request.match_info['name']!r}")
+            return json_error(404, "not_found", f"no reality {request.match_info['name']!r}")
         try:
             await asyncio.to_thread(repo.update_refs, [RefUpdate(ref, None, current)], who="api",
                                     message="drop reality", source="api")
         except RefError as e:
-            return _error(409, "conflict", str(e))
+            return json_error(409, "conflict", str(e))
         return web.Response(status=204)
 
     async def promote(request: web.Request) -> web.Response:
         repo = repository(request)
         name = request.match_info["name"]
         if repo.refs.get(f"{repo.ephemeral_namespace}{name}") is None:
-            return _error(404, "not_found", f"no reality {name!r}")
+            return json_error(404, "not_found", f"no reality {name!r}")
         try:
             body = await request.json() if request.can_read_body else {}
             into = str(body.get("into", "main"))
         except (ValueError, AttributeError):
-            return _error(400, "bad_request", 'expected {"into": "main"}')
+            return json_error(400, "bad_request", 'expected {"into": "main"}')
         try:
             commit = await asyncio.to_thread(repo.set_main, repo.reality(name), branch=into)
         except ValidationError as e:
-            return _error(422, "rejected", str(e))
+            return json_error(422, "rejected", str(e))
         except ConflictError as e:
-            return _error(409, "conflict", str(e))
+            return json_error(409, "conflict", str(e))
         return web.json_response({"promoted": name, "into": into, "commit": commit.oid})
 
     base = "/api/v1/repos/{repo:.+}/realities"
