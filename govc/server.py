@@ -18,13 +18,15 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
+from govc.api_access import add_routes as add_access_routes
 from govc.api_files import add_routes as add_file_routes
 from govc.api_realities import add_routes as add_reality_routes
+from govc.api_repos import add_routes as add_repo_routes
 from govc.auth import TOKEN_KEY, TokenStore, make_middleware
 from govc.maintenance import PACK_THRESHOLD, compact
 from govc.metrics import METRICS, Metrics, measure, metrics_handler
 from govc.receivepack import encode_outcome, receive
-from govc.registry import Registry, RepositoryExists, RepositoryNameError, normalize_name
+from govc.registry import Registry, RepositoryNameError, normalize_name
 from govc.repository import Repository
 from govc.stream import repository_name, stream_events
 from govc.uploadpack import upload_pack_v0, upload_pack_v2, v0_advertisement, v2_advertisement
@@ -262,29 +264,6 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(text=f"ready: {len(registry)} repositories\n")
 
 
-async def create_repo(request: web.Request) -> web.Response:
-    try:
-        payload = await request.json()
-        name = payload["name"]
-        if not isinstance(name, str):
-            raise TypeError
-    except (ValueError, KeyError, TypeError):  # bad JSON, bad UTF-8, wrong shape
-        return web.json_response(
-            {"error": "bad_request", "message": 'expected {"name": "<name>"}'}, status=400
-        )
-    try:
-        repo = request.app[REGISTRY].create(name)
-    except RepositoryNameError as e:
-        return web.json_response({"error": "invalid_name", "message": str(e)}, status=400)
-    except RepositoryExists as e:
-        return web.json_response({"error": "exists", "message": f"repository '{e}' exists"}, status=409)
-    return web.json_response({"name": repo.name, "path": f"/{repo.name}.git"}, status=201)
-
-
-async def list_repos(request: web.Request) -> web.Response:
-    return web.json_response({"repositories": request.app[REGISTRY].names()})
-
-
 async def _executor_ctx(app: web.Application):  # type: ignore[no-untyped-def]
     executor = ThreadPoolExecutor(max_workers=app[CONFIG].workers, thread_name_prefix="govc")
     app[EXECUTOR] = executor
@@ -358,8 +337,8 @@ def make_app(registry: Registry | None = None, config: ServerConfig | None = Non
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/events", all_events)
     app.router.add_get("/{repo:.+}/events", repo_events)
-    app.router.add_post("/api/v1/repos", create_repo)
-    app.router.add_get("/api/v1/repos", list_repos)
+    add_repo_routes(app, REGISTRY)
+    add_access_routes(app, REGISTRY)
     add_reality_routes(app, REGISTRY)
     add_file_routes(app, REGISTRY)
     app.router.add_get("/{repo:.+}/info/refs", info_refs)
