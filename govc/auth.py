@@ -11,15 +11,20 @@ as ``Authorization: Bearer <token>``. What a request needs:
 
 * fetching (``info/refs?service=git-upload-pack``, ``git-upload-pack``, ``events``): ``read``;
 * pushing (``info/refs?service=git-receive-pack``, ``git-receive-pack``): ``write``;
-* the JSON API (``/api/v1/...``): ``read`` for GET, ``admin`` for anything else (creating
-  repositories included);
-* anything not about one repository (``/events``, ``GET /api/v1/repos``, ``/api/v1/hooks``): a token
-  whose scope is every repository.
+* the JSON API (``/api/v1/...``): ``read`` for GET; ``write`` to change content (files, branches,
+  realities); ``admin`` for the rest (settings, deletion, protections) and for anything under
+  ``permissions`` or ``hooks``, reads included;
+* anything not about one repository (``/events``, ``GET /api/v1/repos``): access on every
+  repository; creating repositories and managing tokens: ``admin`` on every repository.
+
+What a token may do is the highest of its own grant and its name's grants (govc.permissions).
+``/healthz``, ``/readyz`` and ``/api/v1/openapi.json`` are open.
 
 No or bad credentials (unknown, expired, revoked) answer 401 with ``WWW-Authenticate: Basic
 realm="govc"``, so git asks its credential helper; a valid token without the permission answers 403
 with a message git shows as ``remote: ...``. ``anonymous_read`` lets requests without credentials
-read. A configured ``admin_token`` still works, as a Bearer token with admin access to everything.
+read, as does a repository opened for anonymous reading (``govc permission anonymous``). A
+configured ``admin_token`` still works, as a Bearer token with admin access to everything.
 """
 
 from __future__ import annotations
@@ -35,10 +40,10 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
+from govc.permissions import ACCESS_LEVELS, Permissions
 from govc.registry import RepositoryNameError, normalize_name
 from storage.disk import DataDirectory
 
-ACCESS_LEVELS = ("read", "write", "admin")
 REALM = 'Basic realm="govc"'
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS tokens (
@@ -178,10 +183,17 @@ class TokenStore:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+#: JSON API paths (below ``/api/v1/repos/<repo>``) whose every method, reads included, is for
+#: administrators: who has access, and webhook configurations (targets, filters).
+_ADMIN_PARTS = ("/permissions", "/hooks", "/hook-scripts")
+#: JSON API writes that change a repository's content (as a push would): ``write`` access.
+_WRITE_PARTS = ("/files/", "/branches", "/realities", "/transactions")
+
+
 def required(request: web.Request) -> tuple[str, str | None] | None:
-    """``(access, repository or None)`` a request needs; None for the open ``/healthz``."""
+    """``(access, repository or None)`` a request needs; None for the open endpoints."""
     path = request.path
-    if path in ("/healthz", "/readyz"):
+    if path in ("/healthz", "/readyz", "/api/v1/openapi.json"):
         return None
     raw = request.match_info.get("repo")
     repo: str | None = None
@@ -191,7 +203,19 @@ def required(request: web.Request) -> tuple[str, str | None] | None:
         except RepositoryNameError:
             repo = None
     if path.startswith("/api/"):
-        return ("read" if request.method in ("GET", "HEAD") else "admin"), repo
+        if repo is None:  # about every repository (tokens, the repository list, creation)
+            admin_only = path.startswith(("/api/v1/tokens", "/api/v1/hooks", "/api/v1/permissions"))
+            if admin_only or request.method not in ("GET", "HEAD"):
+                return "admin", None
+            return "read", None
+        rest = path.split(f"/{raw}", 1)[1] if raw else ""
+        if any(rest.startswith(part) for part in _ADMIN_PARTS):
+            return "admin", repo
+        if request.method in ("GET", "HEAD"):
+            return "read", repo
+        if any(rest.startswith(part) for part in _WRITE_PARTS):
+            return "write", repo
+        return "admin", repo  # settings, deletion, protections
     if path.endswith("/git-receive-pack") or (
             path.endswith("/info/refs") and request.query.get("service") == "git-receive-pack"):
         return "write", repo
@@ -232,9 +256,15 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def make_middleware(store: TokenStore, *, anonymous_read: bool = False,
-                    admin_token: str | None = None) -> Middleware:
+                    admin_token: str | None = None, permissions: Permissions | None = None) -> Middleware:
     """The aiohttp middleware enforcing the rules in this module's docstring."""
     admin_hash = hash_token(admin_token) if admin_token else None
+    grants = permissions if permissions is not None else Permissions(store.db)
+
+    def anonymous_may(access: str, repo: str | None) -> bool:
+        if access != "read":
+            return False
+        return anonymous_read or (repo is not None and grants.anonymous_read(repo))
 
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -244,7 +274,7 @@ def make_middleware(store: TokenStore, *, anonymous_read: bool = False,
         access, repo = need
         secret = _credential(request)
         if secret is None:
-            if anonymous_read and access == "read":
+            if anonymous_may(access, repo):
                 return await handler(request)
             return _unauthorized(request, "govc: authentication required (a token as the password)")
         token: Token | None
@@ -254,12 +284,13 @@ def make_middleware(store: TokenStore, *, anonymous_read: bool = False,
             token = store.verify(secret)
         if token is None:
             return _unauthorized(request, "govc: invalid, expired or revoked token")
-        if not token.allows(access, repo):
+        if not grants.allows(token, access, repo):
             what = f"repository '{repo}'" if repo is not None else "this resource (every repository)"
-            if token.repo is not None and token.repo != repo:
+            level = grants.level(token, repo)
+            if level is None and token.repo is not None:
                 reason = f"token '{token.name}' is limited to repository '{token.repo}'"
             else:
-                reason = f"token '{token.name}' has {token.access} access"
+                reason = f"token '{token.name}' has {level or 'no'} access"
             return _forbidden(request, f"govc: {reason}; {_VERBS[access]} {what} needs {access} access")
         request[TOKEN_KEY] = token
         return await handler(request)

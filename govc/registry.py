@@ -2,37 +2,21 @@
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Callable
 
 from govc.events import EventLog
+from govc.names import RepositoryNameError, normalize_name
+from govc.permissions import Permissions
 from govc.protection import ProtectionStore
 from govc.repository import Repository
 from storage.disk import DataDirectory
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
-
-
-class RepositoryNameError(ValueError):
-    """A repository name that cannot be used (path traversal, odd characters, too long)."""
+__all__ = ["Registry", "RepositoryExists", "RepositoryNameError", "normalize_name"]
 
 
 class RepositoryExists(Exception):
     pass
-
-
-def normalize_name(name: str) -> str:
-    """``team/app.git`` -> ``team/app``; raises for names that could escape a data directory."""
-    name = name.strip("/")
-    if name.endswith(".git"):
-        name = name[:-4]
-    if not name or len(name) > 200:
-        raise RepositoryNameError("repository name must be 1-200 characters")
-    for segment in name.split("/"):
-        if segment in ("", ".", "..") or not _SEGMENT.match(segment) or segment.endswith(".git"):
-            raise RepositoryNameError(f"invalid repository name {name!r}")
-    return name
 
 
 class Registry:
@@ -45,6 +29,8 @@ class Registry:
         self.directory = directory
         self.events = EventLog(directory)
         self.protections = ProtectionStore(directory)
+        #: Grants and per-repository settings (with a data directory; ``--auth`` needs one).
+        self.permissions = Permissions(directory) if directory is not None else None
         self._repos: dict[str, Repository] = {}
         self._lock = threading.Lock()
         if directory is not None:
@@ -106,6 +92,19 @@ class Registry:
                 del self._repos[name]
                 if self.directory is not None:
                     self.directory.delete_repo(name)
+
+    def delete(self, name: str) -> Repository:
+        """Stop serving ``name`` and delete its data, protections, grants and settings (its past
+        events stay in the event log). Raises KeyError when there is no such repository."""
+        key = normalize_name(name)
+        with self._lock:
+            repo = self._repos.pop(key)
+            if self.directory is not None:
+                self.directory.delete_repo(key)
+        self.protections.forget(key)
+        if self.permissions is not None:
+            self.permissions.forget(key)
+        return repo
 
     def names(self) -> list[str]:
         return sorted(self._repos)

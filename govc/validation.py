@@ -79,6 +79,7 @@ Validator = Callable[[Change], object]
 class RegisteredValidator:
     fn: Validator
     branches: str | None = None  # glob on the short branch name
+    name: str = ""
 
     def applies(self, change: Change) -> bool:
         return self.branches is None or fnmatch.fnmatchcase(change.branch, self.branches)
