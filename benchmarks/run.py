@@ -2,13 +2,13 @@
 
 Usage::
 
-    python benchmarks/run.py [--rounds 5] [--corpus PATH] [--only clone,fetch,push]
+    python benchmarks/run.py [--rounds 5] [--corpora default,big] [--only clone,fetch,push] [--quick]
 
-Builds (and caches under ``benchmarks/.work/``) the deterministic corpus if needed, starts the
-three servers on free local ports, runs every workload against every server in each round with
-the server order rotated between rounds, and writes ``benchmarks/results/latest.md`` and
-``latest.json``.  A server that fails (govc is under construction) is reported as 'failed' with
-the tail of its error; the run itself never stops because of it.  See ``benchmarks/README.md``.
+Builds (and caches under ``benchmarks/.work/``) the deterministic corpora if needed, and for each
+corpus starts the three servers on free local ports, runs every workload against every server in
+each round with the server order rotated between rounds, and writes
+``benchmarks/results/latest.md`` and ``latest.json``.  A server that fails is reported as
+'failed' with the tail of its error; the run itself never stops because of it.  See ``benchmarks/README.md``.
 """
 
 from __future__ import annotations
@@ -46,14 +46,22 @@ RESULTS_DIR = BENCH_DIR / "results"
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options; defaults give the standard 5-round comparison."""
     p = argparse.ArgumentParser(description="govc vs git http-backend vs dulwich")
-    p.add_argument("--rounds", type=int, default=5, help="timed rounds (default 5)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first (default 1)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="timed rounds (default 5; 3 on the big corpus; 2 with --quick)")  # fmt: skip
+    p.add_argument("--warmup", type=int, default=None,
+                   help="untimed rounds first (default 1; 0 with --quick)")  # fmt: skip
+    p.add_argument("--quick", action="store_true",
+                   help="a smoke run: 2 rounds, no warm-up, 8 concurrent clones, default corpus")  # fmt: skip
+    p.add_argument("--corpora", default=None,
+                   help="default, big or both: default,big (unless --quick, --corpus or --big)")  # fmt: skip
+    p.add_argument("--dulwich-concurrency", action="store_true",
+                   help="also run concurrent clones against dulwich (slow: it packs each anew)")  # fmt: skip
     p.add_argument("--corpus", type=Path, help="bare repo to serve (built there if missing)")
     p.add_argument("--commits", type=int, default=corpus_mod.DEFAULT_COMMITS,
                    help="corpus size when building the default cached corpus")  # fmt: skip
     p.add_argument("--seed", type=int, default=corpus_mod.DEFAULT_SEED)
     p.add_argument("--big", action="store_true",
-                   help=f"use the {corpus_mod.BIG_COMMITS}-commit corpus (>100k objects)")  # fmt: skip
+                   help=f"only the {corpus_mod.BIG_COMMITS}-commit corpus (>100k objects)")  # fmt: skip
     p.add_argument("--only", help="workloads by name or prefix, e.g. clone,fetch,push-small")
     p.add_argument("--servers", default=",".join(SERVER_NAMES), help="subset of servers")
     p.add_argument("--timeout", type=float, default=300.0, help="per git command, seconds")
@@ -97,14 +105,18 @@ def describe(sample: Sample) -> str:
 
 
 def measure_all(
-    workloads: list[Workload], servers: list[Server], ctx: Context, rounds: int, warmup: int
+    workloads: list[Workload], servers: list[Server], ctx: Context, rounds: int, warmup: int,
+    skip: set[tuple[str, str]],
 ) -> Results:
-    """Run every workload on every server, round by round; warm-up rounds are discarded."""
+    """Run every workload on every server, round by round; warm-up rounds are discarded.
+    ``skip`` holds (workload, server) pairs not to run at all."""
     results: Results = {w.name: {s.name: [] for s in servers} for w in workloads}
     for rnd in range(1 - warmup, rounds + 1):
         label = f"round {rnd}/{rounds}" if rnd > 0 else "warm-up"
         for workload in workloads:
             for server in rotated(servers, rnd):
+                if (workload.name, server.name) in skip:
+                    continue
                 sample = workload.execute(ctx, server, rnd + warmup)
                 log(f"[{label}] {workload.name:<11} {server.name:<13} {describe(sample)}")
                 if rnd > 0:
@@ -144,23 +156,56 @@ def write_outputs(report: dict[str, Any], out: Path) -> str:
     return text
 
 
-def benchmark(args: argparse.Namespace, ctx: Context, servers: list[Server]) -> str:
-    """Prepare clients, start servers, measure, and report."""
-    ctx.scratch.mkdir(parents=True)
-    ctx.load()
-    workloads = select(args.only)
-    for workload in workloads:
-        workload.prepare(ctx)
-    start_all(servers)
-    results = measure_all(workloads, servers, ctx, args.rounds, args.warmup)
-    report = {
-        "machine": machine_info(REPO_ROOT),
-        "run": {"rounds": args.rounds, "warmup": args.warmup,
-                "servers": [s.name for s in servers], **corpus_facts(ctx.corpus, ctx)},
-        "servers": server_info(servers),
-        "workloads": summarize(workloads, results),
-    }  # fmt: skip
-    return write_outputs(report, args.out)
+def benchmark(
+    args: argparse.Namespace, corpus: Path, scratch: Path, rounds: int, warmup: int
+) -> dict[str, Any]:
+    """Prepare clients, start servers, measure, and summarise one corpus."""
+    names = [n.strip() for n in args.servers.split(",") if n.strip()]
+    servers = make_servers(names, scratch / "servers", corpus, args.timeout, args.govc_python)
+    atexit.register(stop_all, servers)
+    try:
+        ctx = Context(corpus, scratch / "client", args.timeout)
+        ctx.scratch.mkdir(parents=True)
+        ctx.load()
+        workloads = select(args.only, concurrency_levels(args))
+        for workload in workloads:
+            workload.prepare(ctx)
+        start_all(servers)
+        skip = set()
+        if not args.dulwich_concurrency:
+            skip = {(w.name, "dulwich") for w in workloads if w.name in ("clone-8", "clone-32")}
+        results = measure_all(workloads, servers, ctx, rounds, warmup, skip)
+        return {
+            "run": {"rounds": rounds, "warmup": warmup,
+                    "servers": [s.name for s in servers], **corpus_facts(corpus, ctx)},
+            "servers": server_info(servers),
+            "workloads": summarize(workloads, results),
+        }  # fmt: skip
+    finally:
+        stop_all(servers)
+
+
+def concurrency_levels(args: argparse.Namespace) -> tuple[int, ...]:
+    """How many simultaneous clones the concurrency workloads start."""
+    return (8,) if args.quick else (8, 32)
+
+
+def corpora(args: argparse.Namespace) -> list[tuple[Path | None, int]]:
+    """(path or None for the cached default, commits) of each corpus to measure."""
+    if args.corpus is not None:
+        return [(args.corpus, args.commits)]
+    if args.big:
+        return [(None, corpus_mod.BIG_COMMITS)]
+    chosen = args.corpora or ("default" if args.quick else "default,big")
+    out: list[tuple[Path | None, int]] = []
+    for name in (c.strip() for c in chosen.split(",")):
+        if name == "default":
+            out.append((None, args.commits))
+        elif name == "big":
+            out.append((None, corpus_mod.BIG_COMMITS))
+        elif name:
+            raise SystemExit(f"unknown corpus {name!r}: choose default and/or big")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,22 +215,30 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(names) - set(SERVER_NAMES)
     if unknown or not names:
         raise SystemExit(f"unknown servers {sorted(unknown)}; choose from {SERVER_NAMES}")
-    select(args.only)  # reject a bad --only before spending time on the corpus
-    commits = corpus_mod.BIG_COMMITS if args.big else args.commits
-    corpus_path = ensure_corpus(args.corpus, commits, args.seed)
-    scratch = Path(tempfile.mkdtemp(prefix="run-", dir=WORK_DIR))
-    servers = make_servers(names, scratch / "servers", corpus_path, args.timeout, args.govc_python)
-    atexit.register(stop_all, servers)
+    select(args.only, concurrency_levels(args))  # reject a bad --only before building corpora
+    plan = [(ensure_corpus(path, commits, args.seed), commits) for path, commits in corpora(args)]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    try:
-        ctx = Context(corpus_path, scratch / "client", args.timeout)
-        print(benchmark(args, ctx, servers), end="")
-    finally:
-        stop_all(servers)
-        if args.keep:
-            log(f"scratch kept at {scratch}")
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
+    parts = []
+    for corpus_path, commits in plan:
+        default_rounds = 2 if args.quick else (3 if commits >= corpus_mod.BIG_COMMITS else 5)
+        rounds = args.rounds if args.rounds is not None else default_rounds
+        warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
+        log(f"== corpus {corpus_path.name}: {rounds} rounds + {warmup} warm-up")
+        scratch = Path(tempfile.mkdtemp(prefix="run-", dir=WORK_DIR))
+        try:
+            parts.append(benchmark(args, corpus_path, scratch, rounds, warmup))
+        finally:
+            if args.keep:
+                log(f"scratch kept at {scratch}")
+            else:
+                shutil.rmtree(scratch, ignore_errors=True)
+    report = {
+        "machine": machine_info(REPO_ROOT),
+        "command": " ".join(["make bench" if argv is None and len(sys.argv) == 1 else
+                             "python benchmarks/run.py", *(sys.argv[1:] if argv is None else argv)]),
+        "corpora": parts,
+    }  # fmt: skip
+    print(write_outputs(report, args.out), end="")
     return 0
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from gitcmd import CommandError, clean_env, git, kill_group, run, tail
 
 BENCH_DIR = Path(__file__).resolve().parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 REPO_ROOT = BENCH_DIR.parent
 READY_TIMEOUT = 60.0
 SEED_REPOS = ("corpus", "small")
@@ -69,9 +70,9 @@ class Server(ABC):
     seeds_by_push = False  # whether seed() pushes the corpus (worth reporting how long it took)
     rss_note = ""  # what the peak RSS figure covers, when not the whole server
 
-    def __init__(self, workdir: Path, corpus: Path, timeout: float) -> None:
-        """Keep all server state (repositories, config, logs) under ``workdir/<name>``."""
-        self.dir = workdir / self.name
+    def __init__(self, workdir: Path, corpus: Path, timeout: float, label: str | None = None) -> None:
+        """Keep all server state (repositories, config, logs) under ``workdir/<label or name>``."""
+        self.dir = workdir / (label or self.name)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.corpus = corpus
         self.timeout = timeout
@@ -80,6 +81,7 @@ class Server(ABC):
         self.log_path = self.dir / "server.log"
         self.error: str | None = None  # set when start-up failed
         self.seed_seconds: float | None = None
+        self._protocol: str | None = None
 
     @abstractmethod
     def command(self) -> list[str]:
@@ -173,10 +175,39 @@ class Server(ABC):
             return None
         return None
 
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds (user + system) the server has used so far, its reaped children included.
+
+        For lighttpd the children are the ``git http-backend`` CGI processes and the
+        ``git upload-pack``/``pack-objects`` they run: each adds its time to its parent's
+        ``cutime``/``cstime`` when reaped, so the figure covers the whole server. Clock-tick
+        resolution (10 ms).
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            return None
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        return ticks / CLOCK_TICKS
+
+    def cold_copy(self, workdir: Path) -> Server:
+        """A second, not yet started instance serving the same corpus from the same data (a
+        fresh process: the "cold" server of the cold-clone workloads)."""
+        raise NotImplementedError
+
     def protocol(self) -> str:
-        """Which protocol version the server actually speaks when a client asks for v2."""
+        """Which protocol version the server actually speaks when a client asks for v2 (asked
+        once, then remembered)."""
         if self.error is not None:
             return "unknown"
+        if self._protocol is None:
+            self._protocol = self._ask_protocol()
+        return self._protocol
+
+    def _ask_protocol(self) -> str:
+        """One ``ls-remote`` with packet tracing: does the server answer ``version 2``?"""
         try:
             trace = run(
                 ["git", "-c", "protocol.version=2", "ls-remote", "--heads", self.url("corpus")],
@@ -196,15 +227,25 @@ class Server(ABC):
 class DirectoryServer(Server):
     """A server reading bare repositories from a directory: seeding is a copy."""
 
+    shared_root: Path | None = None  # a cold copy serves its original's repositories
+
     def root(self) -> Path:
         """Directory holding ``<name>.git`` repositories."""
-        return self.dir / "repos"
+        return self.shared_root or self.dir / "repos"
 
     def prepare(self) -> None:
         """Copy the corpus in as ``corpus.git`` and ``small.git`` before starting."""
+        if self.shared_root is not None:
+            return
         self.root().mkdir(parents=True, exist_ok=True)
         for repo in SEED_REPOS:
             shutil.copytree(self.corpus, self.root() / f"{repo}.git", symlinks=True)
+
+    def cold_copy(self, workdir: Path) -> Server:
+        """Same class, same repositories directory, its own port and process."""
+        copy = type(self)(workdir, self.corpus, self.timeout, label=f"{self.name}-cold")
+        copy.shared_root = self.root()
+        return copy
 
     def create_empty(self, repo: str) -> None:
         """``git init --bare``: these servers never create repositories on push."""
@@ -293,16 +334,41 @@ class GovcServer(Server):
     name = "govc"
     seeds_by_push = True
 
-    def __init__(self, workdir: Path, corpus: Path, timeout: float, python: str) -> None:
-        """``python`` is the interpreter of the venv govc is installed in."""
-        super().__init__(workdir, corpus, timeout)
+    def __init__(
+        self, workdir: Path, corpus: Path, timeout: float, python: str, label: str | None = None,
+        data: Path | None = None, seed_repos: tuple[str, ...] = SEED_REPOS,
+    ) -> None:
+        """``python`` is the interpreter of the venv govc is installed in; ``data`` an existing
+        data directory to serve (default: a new one under the server's directory), and
+        ``seed_repos`` the repositories :meth:`seed` pushes the corpus into."""
+        super().__init__(workdir, corpus, timeout, label)
         self.python = python
+        self.data = data or self.dir / "data"
+        self.seed_repos = seed_repos
         self.api_create: str | None = None  # how create_empty behaved, for the report
+
+    def cold_copy(self, workdir: Path) -> Server:
+        """A new ``govc serve`` on a data directory that already holds the corpus (pushed once,
+        by a throw-away server, when first asked for): start-up loads it from disk, as after a
+        restart."""
+        data = workdir / "govc-cold-data"
+        if not data.exists():
+            seeder = GovcServer(workdir, self.corpus, self.timeout, self.python, label="govc-seeder",
+                                data=data, seed_repos=("corpus",))
+            try:
+                seeder.start()
+            finally:
+                seeder.stop()
+            if seeder.error is not None:
+                shutil.rmtree(data, ignore_errors=True)
+                raise ServerError(seeder.error)
+        return GovcServer(workdir, self.corpus, self.timeout, self.python, label="govc-cold", data=data,
+                          seed_repos=())
 
     def command(self) -> list[str]:
         """The serve contract: ``--data DIR --host H --port P``."""
-        data = self.dir / "data"
-        data.mkdir(exist_ok=True)
+        data = self.data
+        data.mkdir(parents=True, exist_ok=True)
         return [
             self.python, "-m", "govc", "serve",
             "--data", str(data), "--host", "127.0.0.1", "--port", str(self.port),
@@ -326,7 +392,7 @@ class GovcServer(Server):
 
     def seed(self) -> None:
         """Push every branch and tag of the corpus into ``corpus`` and ``small``."""
-        for repo in SEED_REPOS:
+        for repo in self.seed_repos:
             self.create_empty(repo)
             run(
                 ["git", "push", "--quiet", self.url(repo), *ALL_REFS],

@@ -10,6 +10,7 @@ Repositories live in memory in genuine Git format and are served over Git's smar
 """
 
 from govc.embedded import Server
+from govc.follow import FollowConflict, Follower, FollowError, PublishConflict, PublishResult
 from govc.reality import Reality
 from govc.registry import Registry
 from govc.repository import MergeOutcome, RefChange, RefEvent, Repository
@@ -25,7 +26,12 @@ __all__ = [
     "ConflictError",
     "Event",
     "FileChange",
+    "FollowConflict",
+    "FollowError",
+    "Follower",
     "MergeOutcome",
+    "PublishConflict",
+    "PublishResult",
     "Reality",
     "RefChange",
     "RefEvent",

@@ -1,7 +1,8 @@
 """Access tokens and the ``govc serve --auth`` middleware.
 
 Tokens are random (``secrets.token_urlsafe(32)``), shown once when created and stored only as their
-SHA-256 hash, in the data directory's SQLite database (table ``tokens``). Each has a name, a scope
+SHA-256 hash, in the site database (table ``tokens``: the data directory's SQLite, or the
+PostgreSQL database a cluster's nodes share, so a token works on every node). Each has a name, a scope
 (one repository, or every repository), an access level (``read`` < ``write`` < ``admin``), a creation
 time, an optional expiry and, once revoked, the time it was revoked.
 
@@ -42,7 +43,7 @@ from aiohttp import BasicAuth, web
 
 from govc.permissions import ACCESS_LEVELS, Permissions
 from govc.registry import RepositoryNameError, normalize_name
-from storage.disk import DataDirectory
+from storage.sitedb import SiteDatabase
 
 REALM = 'Basic realm="govc"'
 
@@ -122,12 +123,11 @@ def _token(row: tuple[object, ...]) -> Token:
 
 
 class TokenStore:
-    """The tokens of one data directory."""
+    """The tokens of one site database (see :mod:`storage.sitedb`)."""
 
-    def __init__(self, directory: DataDirectory) -> None:
+    def __init__(self, directory: SiteDatabase) -> None:
         self.db = directory
-        with directory.transaction() as db:
-            db.execute(_SCHEMA)
+        directory.create_tables([_SCHEMA])
 
     def create(self, name: str, *, repo: str | None = None, access: str = "read",
                expires_in: float | None = None) -> tuple[Token, str]:
@@ -147,10 +147,10 @@ class TokenStore:
         with self.db.transaction() as db:
             if db.execute("SELECT 1 FROM tokens WHERE name = ? AND revoked IS NULL", (name,)).fetchone():
                 raise TokenError(f"a token named {name!r} exists; revoke it first")
-            cursor = db.execute(
-                "INSERT INTO tokens (name, hash, repo, access, created, expires) VALUES (?, ?, ?, ?, ?, ?)",
-                (name, hash_token(secret), repo, access, now, expires))
-            token_id = int(cursor.lastrowid or 0)
+            row = db.execute(
+                "INSERT INTO tokens (name, hash, repo, access, created, expires) VALUES (?, ?, ?, ?, ?, ?) "
+                "RETURNING id", (name, hash_token(secret), repo, access, now, expires)).fetchone()
+            token_id = int(row[0])
         return Token(token_id, name, repo, access, now, expires), secret
 
     def verify(self, secret: str) -> Token | None:

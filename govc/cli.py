@@ -9,18 +9,23 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from aiohttp import web
 
+from govc.limits import Limits
+from govc.logs import ACCESS_LOG_FORMAT, access_logger_class, setup_logging, teardown_logging
 from govc.registry import Registry
-from govc.server import ServerConfig, make_app
+from govc.server import STRAGGLERS, ServerConfig, graceful_signals, make_app
+from govc.settings import SIZE, setting
 from storage.disk import DataDirectory
 from storage.errors import StorageError
 
+if TYPE_CHECKING:
+    from storage.postgres import PostgresDirectory
+
 DEFAULT_PORT = 4870
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tfs "%{User-Agent}i"'
 
 
 @contextlib.contextmanager
@@ -79,74 +84,120 @@ def _cidrs(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) 
 
 
 def _load_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
-    """``--config FILE`` (TOML) supplies defaults for serve's options; flags still win."""
-    if value is None:
-        return None
-    import tomllib
+    """``--config FILE`` (TOML): defaults for every serve option (see govc.settings)."""
+    if value is not None:
+        from govc.settings import load_config_file
 
-    try:
-        config = tomllib.loads(value.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise click.BadParameter(f"cannot read {value}: {e}") from None
-    known = {"data": "data_dir", "memory": "memory", "host": "host", "port": "port", "quiet": "quiet",
-             "admin_token": "admin_token", "auth": "auth", "anonymous_read": "anonymous_read"}
-    defaults: dict[str, Any] = {}
-    for key, item in config.items():
-        if key in known:
-            defaults[known[key]] = item
-        elif key == "auto_create":
-            defaults["no_auto_create"] = not item
-        elif key == "webhooks" and isinstance(item, dict):
-            defaults["webhook_allow"] = list(item.get("allow", []))
-        else:
-            raise click.BadParameter(f"{value}: unknown setting {key!r}")
-    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+        load_config_file(ctx, value)
     return value
+
+
+_LIMITS = Limits()
+_SERVER_DEFAULTS = ServerConfig()
 
 
 @main.command()
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              envvar="GOVC_CONFIG", is_eager=True, expose_value=False, callback=_load_config,
-              help="TOML settings file (data, memory, host, port, auto_create, admin_token, auth, "
-                   "anonymous_read, [webhooks] allow); $GOVC_CONFIG.")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
-@click.option("--memory", is_flag=True, help="Keep everything in memory; no disk at all.")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port to listen on.")
-@click.option("--no-auto-create", is_flag=True, help="Refuse pushes to repositories that do not exist.")
-@click.option("-q", "--quiet", is_flag=True, help="Do not log each request.")
-@click.option("--webhook-allow", "webhook_allow", multiple=True, metavar="CIDR", callback=_cidrs,
-              help="Let webhooks reach this private/loopback range (repeatable), e.g. 127.0.0.0/8.")
-@click.option("--admin-token", envvar="GOVC_ADMIN_TOKEN", default=None,
-              help="Require this bearer token for the webhook management API ($GOVC_ADMIN_TOKEN).")
-@click.option("--auth", is_flag=True,
-              help="Require an access token (see 'govc token') for everything but /healthz.")
-@click.option("--anonymous-read", is_flag=True, help="With --auth: let clients without a token fetch.")
-def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_create: bool,
-          quiet: bool, webhook_allow: tuple[str, ...], admin_token: str | None, auth: bool,
-          anonymous_read: bool) -> None:
+              envvar="GOVC_CONFIG", show_envvar=True, is_eager=True, expose_value=False,
+              callback=_load_config,
+              help="TOML file setting any option below by its long name with '_' for '-' "
+                   "(port = 8080, log_format = \"json\", auto_create = false...).")
+@setting("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+         help="Data directory (default: ~/.local/share/govc).")
+@setting("--memory", is_flag=True, help="Keep everything in memory; no disk at all.")
+@setting("--backend", default=None, metavar="DSN",
+         help="Keep repositories in this PostgreSQL database (postgresql://...), shared with other "
+              "nodes; --data then only holds node-local files (hook scripts).")
+@setting("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@setting("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
+         help="Port to listen on.")
+@setting("--public-url", default=None,
+         help="The server's URL as clients see it, for webhook payloads (default: http://HOST:PORT).")
+@setting("--auto-create/--no-auto-create", default=True, show_default=True,
+         help="Create a repository on the first push to it.")
+@setting("-q", "--quiet", is_flag=True, help="Do not log each request.")
+@setting("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+         help="Log lines as text, or as one JSON object each (with request ids).")
+@setting("--webhook-allow", "webhook_allow", multiple=True, metavar="CIDR", callback=_cidrs,
+         help="Let webhooks reach this private/loopback range (repeatable), e.g. 127.0.0.0/8.")
+@setting("--admin-token", default=None, help="Require this bearer token for the webhook management API.")
+@setting("--auth", is_flag=True,
+         help="Require an access token (see 'govc token') for everything but /healthz.")
+@setting("--anonymous-read", is_flag=True, help="With --auth: let clients without a token fetch.")
+@setting("--workers", type=click.IntRange(1, 1024), default=_SERVER_DEFAULTS.workers, show_default=True,
+         help="Threads for packing, unpacking and other CPU-bound work.")
+@setting("--shutdown-timeout", type=click.FloatRange(0), default=_SERVER_DEFAULTS.shutdown_timeout,
+         show_default=True, metavar="SECONDS",
+         help="On SIGTERM/SIGINT, time for requests in flight and due webhooks to finish.")
+@setting("--rate-limit", type=click.FloatRange(0), default=_LIMITS.rate, show_default=True,
+         metavar="PER_SECOND", help="Requests per second per client (token, else address); 0: off.")
+@setting("--rate-burst", type=click.IntRange(1), default=_LIMITS.burst, show_default=True,
+         help="Requests a client may make at once before --rate-limit applies.")
+@setting("--client-concurrency", type=click.IntRange(0), default=_LIMITS.client_concurrency,
+         show_default=True, help="Requests in progress per client; 0: unlimited.")
+@setting("--git-concurrency", type=click.IntRange(0), default=_LIMITS.git_concurrency, show_default=True,
+         help="Clones, fetches and pushes in progress across all clients (more wait, fairly); 0: unlimited.")
+@setting("--queue-timeout", type=click.FloatRange(0), default=_LIMITS.queue_timeout, show_default=True,
+         metavar="SECONDS", help="How long a clone/fetch/push waits for --git-concurrency before a 503.")
+@setting("--max-fetch-request", type=SIZE, default=_LIMITS.max_fetch_request, metavar="SIZE",
+         help="Largest upload-pack (fetch) request body [default: 64MiB].")
+@setting("--max-push-size", type=SIZE, default=_LIMITS.max_push, metavar="SIZE",
+         help="Largest push [default: 4GiB].")
+@click.option("--print-config", is_flag=True,
+              help="Print the effective settings as TOML (and where each came from), then exit.")
+@click.pass_context
+def serve(ctx: click.Context, data_dir: Path | None, memory: bool, backend: str | None, host: str, port: int,
+          public_url: str | None, auto_create: bool, quiet: bool, log_format: str,
+          webhook_allow: tuple[str, ...], admin_token: str | None, auth: bool, anonymous_read: bool,
+          workers: int, shutdown_timeout: float, rate_limit: float, rate_burst: int,
+          client_concurrency: int, git_concurrency: int, queue_timeout: float, max_fetch_request: int,
+          max_push_size: int, print_config: bool) -> None:
     """Serve every repository over Git's smart HTTP protocol.
+
+    Every option is also an environment variable (shown below) and a key of the --config file;
+    the command line wins over the environment, which wins over the file.
 
     \b
     Examples:
       govc serve                              # embedded default data directory
       govc serve --data /srv/govc --host 0.0.0.0 --port 8080
-      govc serve --config /etc/govc.toml
+      govc serve --config /etc/govc.toml --log-format json
+      GOVC_PORT=8080 GOVC_RATE_LIMIT=0 govc serve
       govc serve --auth --data /srv/govc      # tokens from 'govc token create'
+      govc serve --backend postgresql://govc@db/govc --port 8080   # one of several nodes
       git clone http://127.0.0.1:4870/infra.git
     """
+    if print_config:
+        from govc.settings import describe
+
+        shown_data = data_dir or (None if memory else default_data_dir())
+        click.echo(describe(ctx, {**ctx.params, "data_dir": shown_data}))
+        return
     if memory and auth:
         raise click.ClickException("--auth needs a data directory (tokens live in its database); "
                                    "it cannot be combined with --memory")
     if anonymous_read and not auth:
         raise click.UsageError("--anonymous-read only makes sense with --auth")
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    directory: DataDirectory | None = None
+    setup_logging(log_format, logging.WARNING if quiet else logging.INFO)
+    ctx.call_on_close(teardown_logging)  # matters when serve is called in-process (tests, embedding)
+    announce = logging.getLogger("govc.serve").info if log_format == "json" else click.echo
+    directory: DataDirectory | PostgresDirectory | None = None
     where = "memory only, nothing is written to disk"
     started = time.monotonic()
-    if not memory:
+    if backend:
+        if memory:
+            raise click.UsageError("--backend and --memory exclude each other")
+        from storage.postgres import PostgresDirectory
+
+        try:
+            directory = PostgresDirectory(backend)
+            with progress_bar("loading repositories", quiet) as progress:
+                registry = Registry(directory, progress,
+                                    hooks_dir=data_dir / "hooks" if data_dir is not None else None)
+        except StorageError as e:
+            raise click.ClickException(str(e)) from None
+        where = f"shared PostgreSQL database {directory.name}"
+    elif not memory:
         data_dir = data_dir or default_data_dir()
         try:
             directory = DataDirectory(data_dir)
@@ -159,27 +210,34 @@ def serve(data_dir: Path | None, memory: bool, host: str, port: int, no_auto_cre
         registry = Registry()
     loaded = time.monotonic() - started
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    limits = Limits(rate=rate_limit, burst=rate_burst, client_concurrency=client_concurrency,
+                    git_concurrency=git_concurrency, queue_timeout=queue_timeout,
+                    max_fetch_request=max_fetch_request, max_push=max_push_size)
     try:
-        app = make_app(registry, ServerConfig(auto_create=not no_auto_create,
+        app = make_app(registry, ServerConfig(auto_create=auto_create, workers=workers,
                                               webhook_allow=list(webhook_allow),
-                                              public_url=f"http://{shown}:{port}",
+                                              public_url=(public_url or f"http://{shown}:{port}").rstrip("/"),
                                               admin_token=admin_token or None,
-                                              auth=auth, anonymous_read=anonymous_read))
+                                              auth=auth, anonymous_read=anonymous_read,
+                                              limits=limits, shutdown_timeout=shutdown_timeout))
     except ValueError as e:  # e.g. a malformed $GOVC_WEBHOOK_BACKOFF
         raise click.ClickException(str(e)) from None
     if directory is not None:
-        click.echo(f"loaded {len(registry)} repositories ({registry.object_count()} objects) "
-                   f"in {loaded:.2f}s")
-    click.echo(f"govc serving http://{shown}:{port}/ ({where})")
-    click.echo(f"  clone with: git clone http://{shown}:{port}/<name>.git")
-    click.echo(f"  a push to http://{shown}:{port}/<name>.git creates the repository")
+        announce(f"loaded {len(registry)} repositories ({registry.object_count()} objects) "
+                 f"in {loaded:.2f}s")
+    announce(f"govc serving http://{shown}:{port}/ ({where})")
+    announce(f"  clone with: git clone http://{shown}:{port}/<name>.git")
+    if auto_create:
+        announce(f"  a push to http://{shown}:{port}/<name>.git creates the repository")
     if auth:
-        click.echo("  authentication on: a token from 'govc token create' as the password"
-                   + (" (anonymous clients may fetch)" if anonymous_read else ""))
+        announce("  authentication on: a token from 'govc token create' as the password"
+                 + (" (anonymous clients may fetch)" if anonymous_read else ""))
     sys.stdout.flush()
-    web.run_app(app, host=host, port=port, print=None,
+    graceful_signals(app)  # SIGTERM/SIGINT: drain for up to --shutdown-timeout, then stop
+    web.run_app(app, host=host, port=port, print=None, handle_signals=False, shutdown_timeout=STRAGGLERS,
                 access_log=None if quiet else logging.getLogger("govc.access"),
-                access_log_format=ACCESS_LOG_FORMAT)
+                access_log_class=access_logger_class(log_format), access_log_format=ACCESS_LOG_FORMAT)
+    logging.getLogger("govc.serve").info("govc stopped")
 
 
 def _directory(data_dir: Path | None) -> DataDirectory:
@@ -305,8 +363,10 @@ def hooks_list(data_dir: Path | None) -> None:
 @click.option("--exec", "command", default=None,
               help="Run this shell command per event, with the event as JSON in $GOVC_EVENT.")
 @click.option("--json", "as_json", is_flag=True, help="Print each event as one JSON line.")
+@click.option("--token", envvar="GOVC_TOKEN", default=None,
+              help="Access token for a server running with --auth ($GOVC_TOKEN).")
 def watch(repo: str | None, url: str, since: int | None, branch: tuple[str, ...], paths: tuple[str, ...],
-          command: str | None, as_json: bool) -> None:
+          command: str | None, as_json: bool, token: str | None) -> None:
     """Print ref updates live (follows the server's event stream, reconnecting as needed).
 
     \b
@@ -343,10 +403,13 @@ def watch(repo: str | None, url: str, since: int | None, branch: tuple[str, ...]
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as session:
             while True:
                 headers = {"Last-Event-ID": str(last)} if last is not None else {}
+                if token:
+                    headers["Authorization"] = f"Bearer {token}"
                 try:
                     async with session.get(f"{base}{path}?{query}", headers=headers) as response:
                         if response.status != 200:
-                            raise click.ClickException(f"{base}{path}: HTTP {response.status}")
+                            reason = (await response.text()).strip()
+                            raise click.ClickException(f"{base}{path}: HTTP {response.status} {reason}")
                         data_line = ""
                         async for raw in response.content:
                             line = raw.decode().rstrip("\n")
@@ -559,16 +622,20 @@ def protect() -> None:
 @click.option("--allow-delete", is_flag=True, help="Allow deletion (default: refused).")
 @click.option("--writer", "writers", multiple=True,
               help="Only this token name may update the refs (repeatable; needs `govc serve --auth`).")
+@click.option("--require-validator", "validators", multiple=True, metavar="NAME",
+              help="Refuse pushes unless this validator is installed: a Python validator's name, or "
+                   "the pre-receive/update hook script (repeatable).")
 @click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
 def protect_add(repo: str, pattern: str, allow_force: bool, allow_delete: bool, writers: tuple[str, ...],
-                data_dir: Path | None) -> None:
+                validators: tuple[str, ...], data_dir: Path | None) -> None:
     """Protect refs matching PATTERN in REPO (REPO "_global": every repository).
 
     \b
     Examples:
       govc protect add infra refs/heads/main                  # no force-push, no delete
       govc protect add _global 'refs/tags/v*' --writer ci     # only the "ci" token makes releases
+      govc protect add infra refs/heads/main --require-validator pre-receive
     """
     from govc.protection import ProtectionStore
     from govc.registry import normalize_name
@@ -576,7 +643,8 @@ def protect_add(repo: str, pattern: str, allow_force: bool, allow_delete: bool, 
     try:
         name = None if repo == "_global" else normalize_name(repo)
         rule = ProtectionStore(_directory(data_dir)).add(name, pattern, no_force=not allow_force,
-                                                         no_delete=not allow_delete, writers=writers)
+                                                         no_delete=not allow_delete, writers=writers,
+                                                         validators=validators)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"rule {rule.id}: {rule.repository or '_global'} {rule.pattern}")
@@ -593,6 +661,8 @@ def protect_list(data_dir: Path | None) -> None:
         what = [w for w, on in (("no-force", r.no_force), ("no-delete", r.no_delete)) if on]
         if r.writers:
             what.append("writers=" + ",".join(r.writers))
+        if r.validators:
+            what.append("validators=" + ",".join(r.validators))
         click.echo(f"{r.id}\t{r.repository or '_global'}\t{r.pattern}\t{' '.join(what)}")
 
 
@@ -607,3 +677,195 @@ def protect_remove(rule_id: int, data_dir: Path | None) -> None:
     if not ProtectionStore(_directory(data_dir)).remove(rule_id):
         raise click.ClickException(f"no rule {rule_id}")
     click.echo(f"removed rule {rule_id}")
+
+
+@main.group()
+def permission() -> None:
+    """Grant access to repositories, and open repositories for anonymous reading.
+
+    \b
+    A token's access is the highest of its own (from 'govc token create') and the grants to
+    its name. Changes take effect on a running server at once.
+    """
+
+
+def _permissions(data_dir: Path | None) -> Any:
+    from govc.permissions import Permissions
+
+    return Permissions(_directory(data_dir))
+
+
+@permission.command("grant")
+@click.argument("principal")
+@click.argument("repo")
+@click.argument("access", type=click.Choice(["read", "write", "admin"]))
+@_DATA_OPTION
+def permission_grant(principal: str, repo: str, access: str, data_dir: Path | None) -> None:
+    """Give PRINCIPAL (a token name) ACCESS to REPO ("*": every repository).
+
+    \b
+    Examples:
+      govc permission grant alice infra write --data /srv/govc
+      govc permission grant auditor '*' read
+    """
+    from govc.permissions import GrantError
+
+    try:
+        grant = _permissions(data_dir).grant(principal, repo, access)
+    except GrantError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"{grant.principal}: {grant.access} access to {grant.repo or 'every repository'}")
+
+
+@permission.command("revoke")
+@click.argument("principal")
+@click.argument("repo")
+@_DATA_OPTION
+def permission_revoke(principal: str, repo: str, data_dir: Path | None) -> None:
+    """Take back what PRINCIPAL was granted on REPO ("*": the every-repository grant)."""
+    from govc.permissions import GrantError
+
+    try:
+        removed = _permissions(data_dir).revoke(principal, repo)
+    except GrantError as e:
+        raise click.ClickException(str(e)) from None
+    if not removed:
+        raise click.ClickException(f"{principal} has no grant on {repo}")
+    click.echo(f"revoked {principal}'s grant on {repo}")
+
+
+@permission.command("list")
+@click.option("--repo", default=None, help="Only grants that apply to this repository.")
+@_DATA_OPTION
+def permission_list(repo: str | None, data_dir: Path | None) -> None:
+    """List grants (principal, repository, access)."""
+    from govc.permissions import GrantError
+
+    try:
+        grants = _permissions(data_dir).grants(repo)
+    except GrantError as e:
+        raise click.ClickException(str(e)) from None
+    for g in grants:
+        click.echo(f"{g.principal}\t{g.scope}\t{g.access}")
+
+
+@permission.command("anonymous")
+@click.argument("repo")
+@click.argument("state", type=click.Choice(["on", "off"]))
+@_DATA_OPTION
+def permission_anonymous(repo: str, state: str, data_dir: Path | None) -> None:
+    """Let clients without a token clone and fetch REPO (on) or not (off), with 'govc serve --auth'.
+
+    \b
+    Examples:
+      govc permission anonymous docs on --data /srv/govc
+    """
+    from govc.permissions import GrantError
+
+    try:
+        _permissions(data_dir).set_anonymous_read(repo, state == "on")
+    except GrantError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"anonymous read of {repo}: {state}")
+
+
+@main.command("follow")
+@click.argument("url")
+@click.argument("reality")
+@click.option("--into", default=None, metavar="URL",
+              help=f"The govc repository to keep in step [default: http://127.0.0.1:{DEFAULT_PORT}/<the "
+                   "repository name in URL>.git].")
+@click.option("--as", "local", default=None, metavar="NAME",
+              help="The reality's name on --into [default: its name on URL].")
+@click.option("--token", envvar="GOVC_FOLLOW_TOKEN", default=None,
+              help="Access token for URL (or put user:token@ in URL); $GOVC_FOLLOW_TOKEN.")
+@click.option("--into-token", envvar="GOVC_INTO_TOKEN", default=None,
+              help="Access token (write access) for --into; $GOVC_INTO_TOKEN.")
+@click.option("--poll", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Also fetch this often (seconds), events or not.")
+@click.option("--once", is_flag=True, help="Sync once and exit: status 0 when in step, 1 otherwise.")
+def follow(url: str, reality: str, into: str | None, local: str | None, token: str | None,
+           into_token: str | None, poll: float, once: bool) -> None:
+    """Keep REALITY on a govc server in step with REALITY on another one (at URL).
+
+    REALITY is a branch or reality name (a branch of that name wins) or a full ref. Changes are
+    fetched with Git's own protocol as soon as URL's event stream announces them (and every
+    --poll seconds); the stream is resumed from the last event after a disconnect, and a fetch
+    catches up on reconnect. Each change reaches --into as a fast-forward push with
+    compare-and-swap. If the reality on --into has commits URL lacks, nothing is overwritten: the
+    conflict is printed and following goes on; it resumes once the conflict is resolved there
+    (publish, merge or reset).
+
+    The local side is a server URL rather than a data directory on purpose: a running
+    'govc serve' holds its repositories in memory and owns its data directory, so refs written
+    underneath it would go unseen and be lost. A push goes through its validators, protected refs,
+    hooks and event stream like any other. Serve the data directory, then follow into it.
+
+    Prints one line per update or conflict on stdout, connection changes on stderr. Python code
+    gets the same with repo.subscribe(URL, REALITY) into a Repository it holds.
+
+    \b
+    Examples:
+      govc serve --data /srv/govc &                          # this node
+      govc follow http://node-a:4870/infra.git experiment
+      govc follow http://node-a:4870/infra.git experiment --as node-a-experiment \\
+          --into http://127.0.0.1:4870/infra.git
+      GOVC_FOLLOW_TOKEN=$TOKEN govc follow https://node-a/infra.git staging --once
+    """
+    from govc.follow import FollowConflict, Remote, follow_into
+
+    try:
+        remote = Remote.parse(url, token)
+        into = into or f"http://127.0.0.1:{DEFAULT_PORT}/{remote.repository}.git"
+        Remote.parse(into)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+    logging.basicConfig(level=logging.ERROR, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+
+    def updated(change: Any) -> None:
+        old, new = change.old, change.new.decode()[:8]
+        click.echo(f"created {change.name} at {new}" if old is None
+                   else f"updated {change.name} {old.decode()[:8]}..{new}")
+        sys.stdout.flush()
+
+    def conflicted(conflict: FollowConflict) -> None:
+        click.echo(f"conflict: {conflict}")
+        sys.stdout.flush()
+
+    try:
+        follower = follow_into(url, reality, into, local=local, token=token, into_token=into_token,
+                               poll=poll, on_update=updated, on_conflict=conflicted, start=not once)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    where = f"{into}" + (f" as {local}" if local else "")
+    if once:
+        state = follower.sync()
+        if state == "synced":
+            click.echo(f"in step: {follower.local_ref} ({where})")
+            return
+        if state == "waiting":
+            raise click.ClickException(f"{remote.url} has no branch or reality {reality!r}")
+        if state == "error":
+            raise click.ClickException(str(follower.error))
+        sys.exit(1)  # a conflict, already printed
+    click.echo(f"following {reality} of {remote.url} into {where} (Ctrl-C stops)", err=True)
+    shown: tuple[str, bool, str] = ("", False, "")
+    try:
+        while True:
+            now = (follower.state, follower.connected, str(follower.error or ""))
+            if now != shown:
+                if now[0] == "synced" and shown[0] != "synced":
+                    click.echo(f"in step: {follower.local_ref} on {into} with {follower.remote_ref} on "
+                               f"{remote.url}", err=True)
+                if now[0] == "waiting" and shown[0] != "waiting":
+                    click.echo(f"waiting: {remote.url} has no branch or reality {reality!r} yet", err=True)
+                if now[2] and now[2] != shown[2]:
+                    click.echo(f"error: {now[2]} (retrying)", err=True)
+                if now[1] != shown[1] and (now[1] or shown[0]):
+                    click.echo("event stream " + ("connected" if now[1] else "lost; reconnecting"), err=True)
+                shown = now
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        follower.close()

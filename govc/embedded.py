@@ -17,7 +17,7 @@ from aiohttp import web
 
 from govc.registry import Registry
 from govc.repository import Repository
-from govc.server import ServerConfig, make_app
+from govc.server import STRAGGLERS, ServerConfig, graceful_signals, make_app
 
 
 class Server:
@@ -47,8 +47,11 @@ class Server:
         return make_app(self.registry, self.config)
 
     def run(self, host: str = "127.0.0.1", port: int = 8417) -> None:
-        """Serve until interrupted (Ctrl-C)."""
-        web.run_app(self.app(), host=host, port=port, print=None)
+        """Serve until interrupted (Ctrl-C or SIGTERM: requests in flight finish first, for up to
+        ``config.shutdown_timeout`` seconds)."""
+        app = self.app()
+        graceful_signals(app)  # SIGTERM/SIGINT: requests in flight finish first
+        web.run_app(app, host=host, port=port, print=None, handle_signals=False, shutdown_timeout=STRAGGLERS)
 
     @asynccontextmanager
     async def running(self, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:

@@ -8,8 +8,9 @@ token has on a repository is the highest of its own grant and its principal's gr
 Each repository can also be opened for anonymous reading (clone and fetch without credentials)
 on a server running with ``--auth``, next to the server-wide ``--anonymous-read``.
 
-Both live in the data directory's database, read on each request, so a change through the CLI or
-the API takes effect on a running server at once.
+Both live in the site database (the data directory's, or the one a cluster's nodes share), read
+on each request, so a change through the CLI or the API takes effect on every running server at
+once.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from govc.names import RepositoryNameError, normalize_name
-from storage.disk import DataDirectory
+from storage.sitedb import SiteDatabase
 
 if TYPE_CHECKING:
     from govc.auth import Token
@@ -58,13 +59,11 @@ def highest(levels: list[str]) -> str | None:
 
 
 class Permissions:
-    """Grants and per-repository settings of one data directory."""
+    """Grants and per-repository settings of one site database (see :mod:`storage.sitedb`)."""
 
-    def __init__(self, directory: DataDirectory) -> None:
+    def __init__(self, directory: SiteDatabase) -> None:
         self.db = directory
-        with directory.transaction() as db:
-            for statement in _SCHEMA:
-                db.execute(statement)
+        directory.create_tables(_SCHEMA)
 
     @staticmethod
     def _scope(repo: str | None) -> str:

@@ -6,8 +6,8 @@ the only token names allowed to write (with ``govc serve --auth``, the pusher is
 and required validators: names of checks that must be installed for the repository (Python
 validators registered with ``@repo.validator``, or the ``pre-receive``/``update`` hook scripts), so
 that a server started without them refuses the push instead of letting it through unchecked.
-Rules live in the data directory's database and are read on each push, so ``govc protect`` takes
-effect on a running server at once.
+Rules live in the site database (the data directory's, or the one a cluster's nodes share) and
+are read on each push, so ``govc protect`` takes effect on every running server at once.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from govc.hooks import hook_paths
-from storage.disk import DataDirectory
+from storage.sitedb import SQLITE, SiteDatabase
 
 if TYPE_CHECKING:
     from govc.repository import Repository
@@ -48,19 +48,20 @@ class Rule:
 
 
 class ProtectionStore:
-    """Rules by repository, in SQLite with a data directory, in memory otherwise."""
+    """Rules by repository, in the site database when there is one, in memory otherwise."""
 
-    def __init__(self, directory: DataDirectory | None = None) -> None:
+    def __init__(self, directory: SiteDatabase | None = None) -> None:
         self.directory = directory
         self._memory: list[Rule] = []
         self._next = 1
         self._lock = threading.Lock()
         if directory is not None:
-            with directory.transaction() as db:
-                db.execute(_SCHEMA)
-                columns = {row[1] for row in db.execute("PRAGMA table_info(protections)")}
-                if "validators" not in columns:  # a data directory from before required validators
-                    db.execute("ALTER TABLE protections ADD COLUMN validators TEXT NOT NULL DEFAULT '[]'")
+            directory.create_tables([_SCHEMA])
+            if directory.dialect == SQLITE:  # a data directory from before required validators
+                with directory.transaction() as db:
+                    columns = {row[1] for row in db.execute("PRAGMA table_info(protections)").fetchall()}
+                    if "validators" not in columns:
+                        db.execute("ALTER TABLE protections ADD COLUMN validators TEXT NOT NULL DEFAULT '[]'")
 
     def add(self, repository: str | None, pattern: str, *, no_force: bool = True, no_delete: bool = True,
             writers: tuple[str, ...] = (), validators: tuple[str, ...] = ()) -> Rule:
@@ -77,12 +78,12 @@ class ProtectionStore:
                 self._memory.append(rule)
             return rule
         with self.directory.transaction() as db:
-            cursor = db.execute(
+            row = db.execute(
                 "INSERT INTO protections (repo, pattern, no_force, no_delete, writers, validators) "
-                "VALUES (?,?,?,?,?,?)",
+                "VALUES (?,?,?,?,?,?) RETURNING id",
                 (repository, pattern, int(no_force), int(no_delete), json.dumps(list(writers)),
-                 json.dumps(list(validators))))
-            rule_id = int(cursor.lastrowid or 0)
+                 json.dumps(list(validators)))).fetchone()
+            rule_id = int(row[0])
         return Rule(rule_id, repository, pattern, no_force, no_delete, tuple(writers), tuple(validators))
 
     def remove(self, rule_id: int) -> bool:

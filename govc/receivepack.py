@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from govc.hooks import hook_paths, object_directory, run_hook
-from govc.protection import check
+from govc.protection import check, installed_validators
 from govc.repository import Repository
 from govc.validation import Change, ValidationError, run_validators
 from protocol.pktline import FLUSH_PKT
@@ -86,8 +86,10 @@ def _to_update(cmd: RefCommand) -> RefUpdate:
     return RefUpdate(cmd.name, None if cmd.is_delete else cmd.new, None if cmd.is_create else cmd.old)
 
 
-def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> PushOutcome:
-    """Run one push through quarantine, checks and the ref transaction."""
+def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str, *, source: str = "push",
+            message: str = "push") -> PushOutcome:
+    """Run one push through quarantine, checks and the ref transaction. ``source``/``message`` name
+    what the events and reflog record (a fetch from another server takes this path too)."""
     messages: list[str] = []
     pack: StoredPack | None = None
     unpack_error: str | None = None
@@ -108,6 +110,8 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
 
     tips = [c.new for c in req.commands if not c.is_delete]
     connected = collected.first_missing(tips, repo.objects) is None
+    if connected and pack is not None and collected.covers_all and len(pack) == len(collected.kinds):
+        pack.closure = frozenset(tips)  # the pack is exactly what its tips reach: clones reuse it
     results: list[RefResult | Declined] = []
     for cmd in req.commands:
         result = _check_command(repo, pack, collected, cmd, connected)
@@ -115,7 +119,7 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
         if result is RefResult.MISSING_OBJECTS:
             messages.append(f"error: missing necessary objects for {cmd.name}")
     _protect(repo, req, collected, results, messages, who)
-    _validate(repo, req, pack, results, messages)
+    _validate(repo, req, pack, results, messages, source)
     _run_pre_hooks(repo, req, pack, results, messages)
     atomic = req.has("atomic")
     if atomic and any(r is not RefResult.OK for r in results):
@@ -143,8 +147,8 @@ def receive(repo: Repository, req: PushRequest, pack_data: bytes, who: str) -> P
             continue
         try:
             repo.update_refs(
-                [_to_update(req.commands[i]) for i in batch], who=who, message="push",
-                source="push", push_options=options,
+                [_to_update(req.commands[i]) for i in batch], who=who, message=message,
+                source=source, push_options=options,
             )
         except (RefError, StorageError) as e:  # a stale value, or the durable write failed
             messages.append(f"error: {e}")
@@ -224,14 +228,24 @@ def _protect(
     messages: list[str], who: str,
 ) -> None:
     """Protected branches and namespaces (govc.protection): no force-push, no delete, writers."""
-    rules = repo.protection_rules()
+    try:
+        rules = repo.protection_rules()
+    except StorageError as e:  # the rules live in a database that is away: refuse, never guess
+        reason = f"cannot read the protected-ref rules: {e}"
+        for i, result in enumerate(results):
+            if result is RefResult.OK:
+                results[i] = Declined(reason)
+        messages.append(f"error: {reason}")
+        return
     if not rules:
         return
+    installed = installed_validators(repo)
     for i, cmd in enumerate(req.commands):
         if results[i] is not RefResult.OK:
             continue
         fast_forward = cmd.is_create or cmd.is_delete or _contains(repo, collected, cmd.new, cmd.old)
-        reason = check(rules, cmd.name, who=who, deleting=cmd.is_delete, fast_forward=fast_forward)
+        reason = check(rules, cmd.name, who=who, deleting=cmd.is_delete, fast_forward=fast_forward,
+                       installed=installed)
         if reason is not None:
             results[i] = Declined(reason)
             messages.append(f"error: {reason}")
@@ -239,7 +253,7 @@ def _protect(
 
 def _validate(
     repo: Repository, req: PushRequest, pack: StoredPack | None, results: list[RefResult | Declined],
-    messages: list[str],
+    messages: list[str], source: str = "push",
 ) -> None:
     """Run the repository's validators on each ref that passed git's checks, against the
     quarantine (git's ``update`` hook): a refusal becomes that ref's reason and ``remote:`` text."""
@@ -251,7 +265,7 @@ def _validate(
         if results[i] is not RefResult.OK:
             continue
         change = Change(cmd.name, None if cmd.is_create else cmd.old, None if cmd.is_delete else cmd.new,
-                        "push", view, reader)
+                        source, view, reader)
         try:
             run_validators(repo.validators, change)
         except ValidationError as e:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, overload
 
 from govc.reality import Reality
 from govc.timetravel import Snapshot
@@ -28,6 +28,9 @@ from storage.interfaces import Backend, MemoryBackend, ReflogEntry, RefUpdate
 from storage.objects import MemoryObjectStore
 from storage.packs import OBJ_COMMIT, StoredPack, index_pack
 from storage.refs import MemoryRefStore
+
+if TYPE_CHECKING:
+    from govc.follow import Follower, PublishResult
 
 log = logging.getLogger("govc.repository")
 
@@ -101,6 +104,13 @@ class Repository:
         self.validators: list[RegisteredValidator] = []
         self.watchers: list[Watcher] = []
         self._event_lock = threading.RLock()
+        #: Where durably logged events go instead of straight to the listeners: a cluster node
+        #: (govc.cluster) hands every node's events to the listeners itself, in the shared log's
+        #: order, so local and remote updates reach watchers in one commit order.
+        self.announce: Callable[[RefEvent], None] | None = None
+        #: The newest event of a shared log that the state loaded by :meth:`restore` reflects
+        #: (None: not known), so a node following the log does not apply those changes twice.
+        self.loaded_event: int | None = None
 
     def __repr__(self) -> str:
         return f"<Repository {self.name or '(unnamed)'}: {len(self.refs)} refs, {len(self.objects)} objects>"
@@ -222,16 +232,48 @@ class Repository:
                 tuple(RefChange(n, o, w) for n, o, w in plan),
                 who, message, source, time.time(), options, logged[0],
             )
+            if event.id is not None and self.announce is not None:
+                self.announce(event)
+            else:
+                self.notify_listeners(event)
+        return event
+
+    def notify_listeners(self, event: RefEvent) -> None:
+        """Hand ``event`` to every listener, in the order events are announced."""
+        with self._event_lock:
             for listener in list(self._hooks.listeners):
                 try:
                     listener(event)
                 except Exception:  # a listener must never undo or fail an acknowledged update
                     log.exception("ref event listener failed")
-        return event
 
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        """Call ``listener`` with every future :class:`RefEvent`; returns an unsubscribe function
-        (safe to call more than once)."""
+    @overload
+    def subscribe(self, listener: Listener) -> Callable[[], None]: ...
+
+    @overload
+    def subscribe(self, listener: str, reality: str, **options: Any) -> Follower: ...
+
+    def subscribe(self, listener: Listener | str, reality: str | None = None,
+                  **options: Any) -> Callable[[], None] | Follower:
+        """Two kinds of subscription, told apart by the arguments.
+
+        ``subscribe(listener)``: call ``listener`` with every future :class:`RefEvent` of this
+        repository; returns an unsubscribe function (safe to call more than once).
+
+        ``subscribe(url, reality, **options)``: keep the local reality in step with ``reality`` on
+        the govc server at ``url`` (a repository URL); returns the running
+        :class:`govc.follow.Follower` (``close()`` it, or use it as a context manager). Options are
+        :class:`~govc.follow.Follower`'s: ``local``, ``token``, ``remote_name``, ``poll``, ``ephemeral``,
+        ``on_update``, ``on_conflict``, ``start``.
+        """
+        if isinstance(listener, str):
+            if reality is None:
+                raise TypeError("subscribe(url, reality): name the reality to follow")
+            from govc.follow import Follower
+
+            return Follower(self, listener, reality, **options)
+        if reality is not None or options:
+            raise TypeError("subscribe(listener) takes a single callable")
         self._hooks.listeners.append(listener)
 
         def unsubscribe() -> None:
@@ -239,6 +281,16 @@ class Repository:
                 self._hooks.listeners.remove(listener)
 
         return unsubscribe
+
+    def publish(self, url: str, reality: str = "main", *, remote_ref: str | None = None,
+                token: str | None = None, force: bool = False) -> PublishResult:
+        """Push the local reality to the govc (or any Git smart-HTTP) server at ``url``: a
+        fast-forward with compare-and-swap on the remote's current value. A remote with commits
+        this reality lacks, or one that moves meanwhile, raises :class:`govc.follow.PublishConflict`
+        (``force=True`` replaces it anyway). See :func:`govc.follow.publish`."""
+        from govc.follow import publish
+
+        return publish(self, url, reality, remote_ref=remote_ref, token=token, force=force)
 
     def set_head(self, target: str) -> None:
         with self._write_lock:
@@ -259,6 +311,7 @@ class Repository:
         for pack in snap.packs:
             repo.objects.add_pack(pack)
         repo.refs.load(snap.refs, snap.symrefs, snap.reflogs)
+        repo.loaded_event = snap.event_id
         return repo
 
     # -- the Python API ------------------------------------------------------------------------
@@ -393,11 +446,15 @@ class Repository:
 
     def validator(
         self, fn: Callable[[Change], object] | None = None, *, branches: str | None = None,
+        name: str | None = None,
     ) -> Any:
         """Register a validator (``@repo.validator`` or ``@repo.validator(branches="main")``)
-        that can veto API commits, merges and git pushes by raising :class:`ValidationError`."""
+        that can veto API commits, merges and git pushes by raising :class:`ValidationError`.
+        ``name`` (default: the function's name) is what a protected-branch rule's required
+        validators refer to."""
         def register(callback: Callable[[Change], object]) -> Callable[[Change], object]:
-            self.validators.append(RegisteredValidator(callback, branches))
+            label = name or getattr(callback, "__name__", "validator")
+            self.validators.append(RegisteredValidator(callback, branches, label))
             return callback
 
         return register(fn) if fn is not None else register

@@ -6,14 +6,17 @@ streams the chunks it yields.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterator
+import threading
+import weakref
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import dataclass, field
 
 from govc.repository import Repository
 from protocol import advertise, capabilities
 from protocol.errors import NotOurRef
-from protocol.packwriter import PackStats, generate_pack
+from protocol.packwriter import CHUNK_SIZE, PackStats, generate_pack
 from protocol.pktline import FLUSH_PKT
 from protocol.sideband import (
     BAND_DATA,
@@ -50,7 +53,8 @@ from protocol.upload import (
 from storage.errors import CorruptObject, ObjectNotFound, StorageError
 from storage.filters import FilterSpecError, ObjectFilter
 from storage.graph import parse_tag_target
-from storage.packs import OBJ_COMMIT, OBJ_TAG
+from storage.packcache import SHARED_PACK_CACHE, CachedPack
+from storage.packs import OBJ_COMMIT, OBJ_TAG, StoredPack
 
 V2_COMMANDS = ("ls-refs", "fetch", "object-info")
 log = logging.getLogger("govc.upload")
@@ -236,8 +240,38 @@ def plan_fetch(repo: Repository, req: FetchRequest) -> FetchPlan:
 def _pack_stream(
     repo: Repository, req: FetchRequest, plan: FetchPlan, common: list[bytes], band_limit: int | None
 ) -> Iterator[bytes]:
-    """The pack, framed in side-band packets (or raw when ``band_limit`` is None)."""
+    """The pack, framed in side-band packets (or raw when ``band_limit`` is None).
+
+    Three ways to the same bytes, cheapest first: a stored pack that is exactly the answer is
+    sent as it is (a full clone); an identical earlier request's pack comes from the cache; else
+    the graph is walked and the pack generated (and kept for the next identical request).
+    """
     progress = band_limit is not None and not req.has("no-progress")
+    stored = _reusable_pack(repo, req, plan, common)
+    if stored is not None:
+        n, deltas = len(stored), stored.delta_count()
+        view = memoryview(stored.data)
+        pieces = (view[i : i + CHUNK_SIZE] for i in range(0, len(view), CHUNK_SIZE))
+        yield from _framed(pieces, n, (n, deltas, n, deltas), band_limit, progress, reused_pack=n)
+        return
+    cache = SHARED_PACK_CACHE
+    # No waiting for an identical request in flight: waiting would hold a worker thread the
+    # other request may need to make progress. Each computes; the first to finish is kept.
+    key = cache.key(_cache_owner(repo), _request_key(req, plan, common)) if cache.max_bytes else None
+    hit = cache.get(key) if key is not None else None
+    if hit is not None:
+        counts = (hit.objects, hit.deltas, hit.reused, hit.reused_deltas)
+        yield from _framed(iter(hit.chunks), hit.objects, counts, band_limit, progress)
+        return
+    yield from _generated(repo, req, plan, common, band_limit, progress, key)
+
+
+def _generated(
+    repo: Repository, req: FetchRequest, plan: FetchPlan, common: list[bytes], band_limit: int | None,
+    progress: bool, cache_key: tuple[int, int, Hashable] | None,
+) -> Iterator[bytes]:
+    """Walk, generate and stream the pack; with ``cache_key``, keep it for identical requests
+    (as long as it fits in one cache entry: past that the pieces are let go)."""
     objects, client_has = repo.graph.objects_to_send(
         [*req.wants, *plan.extra_wants], common, shallow=plan.shallow,
         client_shallow=plan.client_shallow, object_filter=plan.object_filter,
@@ -253,21 +287,116 @@ def _pack_stream(
     chunks = generate_pack(
         repo.objects, objects, ofs_delta=req.has("ofs-delta"), client_has=thin, stats=stats
     )
-    pending: bytes | None = None
-    for chunk in chunks:
+    kept: list[bytes] | None = [] if cache_key is not None else None
+    kept_size = 0
+    cache = SHARED_PACK_CACHE
+
+    def keep(chunk: bytes) -> bytes:
+        nonlocal kept, kept_size
+        if kept is not None:
+            kept_size += len(chunk)
+            if kept_size > cache.max_entry:
+                kept = None  # too big to keep: let the pieces go
+            else:
+                kept.append(chunk)
+        return chunk
+
+    counts = lambda: (stats.objects, stats.deltas, stats.reused, stats.reused_deltas)  # noqa: E731
+    yield from _framed(map(keep, chunks), None, counts, band_limit, progress)
+    if kept is not None and cache_key is not None:
+        cache.put(cache_key, CachedPack(tuple(kept), *counts()))
+
+
+def _framed(
+    pieces: Iterator[bytes] | Iterator[memoryview], enumerated: int | None,
+    counts: tuple[int, int, int, int] | Callable[[], tuple[int, int, int, int]],
+    band_limit: int | None, progress: bool, reused_pack: int = 0,
+) -> Iterator[bytes]:
+    """Frame pack pieces for the wire; the "Total" progress line goes just before the last piece,
+    as git sends it. ``counts`` (objects, deltas, reused, reused deltas) may be a function, read
+    once the pieces are exhausted."""
+    if progress and enumerated is not None:
+        assert band_limit is not None
+        yield sideband(BAND_PROGRESS, f"Enumerating objects: {enumerated}, done.\n".encode(), band_limit)
+    pending: bytes | memoryview | None = None
+    for chunk in pieces:
         if pending is not None:
             yield _frame(pending, band_limit)
         pending = chunk
     if progress:
         assert band_limit is not None
+        objects, deltas, reused, reused_deltas = counts() if callable(counts) else counts
         yield sideband(
             BAND_PROGRESS,
-            f"Total {stats.objects} (delta {stats.deltas}), reused {stats.reused} "
-            f"(delta {stats.reused_deltas}), pack-reused 0\n".encode(),
+            f"Total {objects} (delta {deltas}), reused {reused} "
+            f"(delta {reused_deltas}), pack-reused {reused_pack}\n".encode(),
             band_limit,
         )
     if pending is not None:
         yield _frame(pending, band_limit)
+
+
+def _reusable_pack(
+    repo: Repository, req: FetchRequest, plan: FetchPlan, common: list[bytes]
+) -> StoredPack | None:
+    """A stored pack whose objects are exactly the answer (a full clone of the refs a push
+    brought into an empty repository), or None. Only for a plain request: no haves, no shallow
+    boundary, no filter, offset deltas understood, and no annotated tag outside the pack that
+    include-tag would add."""
+    if common or plan.shallow or plan.client_shallow or plan.extra_wants or plan.object_filter is not None:
+        return None
+    if req.deepens or not req.has("ofs-delta"):
+        return None
+    wants = set(req.wants)
+    for pack in repo.objects.packs:
+        if pack.serves_whole(wants):
+            break
+    else:
+        return None
+    if req.has("include-tag"):
+        for _name, oid in repo.refs.items():
+            if oid not in pack.by_oid and oid not in wants:
+                try:
+                    if repo.objects.type_of(oid) == OBJ_TAG:
+                        return None  # it might point into the pack: let the general path decide
+                except ObjectNotFound:
+                    continue
+    return pack
+
+
+_owners: weakref.WeakKeyDictionary[Repository, int] = weakref.WeakKeyDictionary()
+_owners_lock = threading.Lock()
+_next_owner = itertools.count(1)
+
+
+def _cache_owner(repo: Repository) -> int:
+    """The pack cache's token for ``repo``; the first call subscribes to its ref events, so every
+    ref update (push, API, CLI: they all go through one path) drops the repository's entries."""
+    owner = _owners.get(repo)
+    if owner is None:
+        with _owners_lock:
+            owner = _owners.get(repo)
+            if owner is None:
+                owner = next(_next_owner)
+                token = owner
+                repo.subscribe(lambda _event: SHARED_PACK_CACHE.invalidate(token))
+                _owners[repo] = owner
+    return owner
+
+
+def _request_key(req: FetchRequest, plan: FetchPlan, common: list[bytes]) -> Hashable:
+    """Everything that decides the pack's bytes, in a canonical form (order and repeats in the
+    request do not matter). Side-band size and progress only change the framing."""
+    return (
+        tuple(sorted({*req.wants, *plan.extra_wants})),
+        tuple(sorted(set(common))),
+        tuple(sorted(plan.shallow)),
+        tuple(sorted(plan.client_shallow)),
+        plan.object_filter,
+        req.has("ofs-delta"),
+        req.has("thin-pack"),
+        req.has("include-tag"),
+    )
 
 
 def _guarded(chunks: Iterator[bytes], band_limit: int | None) -> Iterator[bytes]:
@@ -282,9 +411,9 @@ def _guarded(chunks: Iterator[bytes], band_limit: int | None) -> Iterator[bytes]
         yield sideband(BAND_ERROR, f"upload-pack: {e}\n".encode(), band_limit)
 
 
-def _frame(data: bytes, band_limit: int | None) -> bytes:
+def _frame(data: bytes | memoryview, band_limit: int | None) -> bytes:
     if band_limit is None:
-        return data
+        return bytes(data)
     return b"".join(sideband_packets(BAND_DATA, data, band_limit))
 
 

@@ -1,9 +1,9 @@
 """Webhooks: every ref update, delivered to subscribed URLs as GitHub ``push`` events.
 
-Subscriptions ("hooks") belong to one repository or to the whole server. They live in the data
-directory's SQLite database (tables ``webhooks``, ``webhook_cursor``, ``deliveries``), or in a
-private in-memory SQLite database when the server has no data directory, so both modes share one
-code path.
+Subscriptions ("hooks") belong to one repository or to the whole server. They live in the site
+database (:mod:`storage.sitedb`; tables ``webhooks``, ``webhook_cursor``, ``deliveries``): the data
+directory's SQLite, the PostgreSQL database a cluster's nodes share, or a private in-memory SQLite
+database when the server has no data directory, so every mode shares one code path.
 
 How an update reaches a receiver::
 
@@ -11,9 +11,16 @@ How an update reaches a receiver::
         worker: for each active hook, read the log after the hook's cursor, build one GitHub
         ``push`` payload per ref change that passes the hook's filters, and insert the
         deliveries and the advanced cursor in ONE transaction (no gaps, no double enqueue)
-        worker: send due deliveries (at most ``concurrency`` at once, ``per_hook`` per hook),
-        record every attempt; retry with exponential backoff on connection errors, timeouts
-        and 5xx, after ``Retry-After`` on 429; 2xx delivers, any other status fails for good.
+        worker: claim due deliveries (a lease: ``claimed`` moves past the attempt's timeout, by
+        one conditional UPDATE that only one node can win), send them (at most ``concurrency``
+        at once, ``per_hook`` per hook), record every attempt (which ends the lease); retry with
+        exponential backoff on connection errors, timeouts and 5xx, after ``Retry-After`` on
+        429; 2xx delivers, any other status fails for good.
+
+With several nodes every worker runs these same steps against the shared database: the cursor's
+compare-and-set lets exactly one node enqueue each event, and the claim lets exactly one node
+send each attempt, so a push is delivered once by the cluster, not once per node. A node that
+dies holding a claim leaves the delivery to be retried by another once the lease runs out.
 
 The worker is off the push path: pushes only write the event row they write anyway, so a slow or
 dead receiver never slows a push. Delivery is at least once: a delivery sent but not yet recorded
@@ -56,10 +63,11 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -73,11 +81,11 @@ from govc.registry import RepositoryNameError, normalize_name
 from govc.watch import short_name
 from storage.errors import StorageError
 from storage.packs import OBJ_COMMIT
+from storage.sitedb import SQLITE, SiteDatabase
 
 if TYPE_CHECKING:
     from govc.registry import Registry
     from govc.repository import Repository
-    from storage.disk import DataDirectory
 
 log = logging.getLogger("govc.webhooks")
 
@@ -123,7 +131,7 @@ _SCHEMA = (
         payload TEXT NOT NULL, redelivery INTEGER NOT NULL, status TEXT NOT NULL,
         attempts INTEGER NOT NULL, next_attempt REAL, response_code INTEGER, latency_ms REAL,
         last_error TEXT, response_body TEXT, created REAL NOT NULL, updated REAL NOT NULL,
-        delivered REAL)""",
+        delivered REAL, claimed REAL)""",
     "CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt)",
     "CREATE INDEX IF NOT EXISTS deliveries_by_hook ON deliveries (hook, id)",
 )
@@ -317,6 +325,8 @@ class Delivery:
     payload: str | None = None  # the JSON body; left out of listings
 
 
+_SET_CURSOR = ("INSERT INTO webhook_cursor (hook, event) VALUES (?, ?) "
+               "ON CONFLICT (hook) DO UPDATE SET event = excluded.event")
 _HOOK_COLUMNS = ("id, repo, url, content_type, secret, insecure_ssl, events, active, branches, paths, "
                  "created, updated")
 _DELIVERY_COLUMNS = ("id, hook, guid, event_id, repo, ref, event, redelivery, status, attempts, "
@@ -338,14 +348,19 @@ def _delivery(row: Sequence[Any]) -> Delivery:
 # -- storage -------------------------------------------------------------------------------------
 
 
-class _Database(Protocol):
-    def query(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]: ...
-
-    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]: ...
+#: Seconds beyond an attempt's timeout that a claim on a delivery lasts: only a node that died
+#: mid-attempt lets one run out, and another node then sends the delivery again.
+CLAIM_MARGIN = 20.0
+#: When a pending delivery is next due: its next attempt, or the end of a claim on it.
+_DUE_AT = ("CASE WHEN d.claimed IS NOT NULL AND d.claimed > d.next_attempt THEN d.claimed "
+           "ELSE d.next_attempt END")
 
 
 class _MemoryDatabase:
-    """The same interface as :class:`storage.disk.DataDirectory`, over a private ``:memory:``."""
+    """A :class:`storage.sitedb.SiteDatabase` over a private SQLite ``:memory:``."""
+
+    dialect = SQLITE
+    shared = False
 
     def __init__(self) -> None:
         self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
@@ -366,17 +381,29 @@ class _MemoryDatabase:
                 raise
             self._db.execute("COMMIT")
 
+    def create_tables(self, statements: Sequence[str]) -> None:
+        with self.transaction() as db:
+            for statement in statements:
+                db.execute(statement)
+
 
 class WebhookStore:
-    """Hooks, their cursors and the delivery log, in SQLite (the data directory's or a private
-    in-memory one). Every method is synchronous and thread-safe; the worker calls them from
-    threads so the event loop never waits on a disk write."""
+    """Hooks, their cursors and the delivery log, in a site database (see the module docstring).
+    Every method is synchronous and thread-safe; the worker calls them from threads so the event
+    loop never waits on a database."""
 
-    def __init__(self, directory: DataDirectory | None = None) -> None:
-        self.db: _Database = directory if directory is not None else _MemoryDatabase()
-        with self.db.transaction() as db:
-            for statement in _SCHEMA:
-                db.execute(statement)
+    def __init__(self, directory: SiteDatabase | None = None) -> None:
+        self.db: SiteDatabase = directory if directory is not None else _MemoryDatabase()
+        self.db.create_tables(_SCHEMA)
+        if self.db.dialect == SQLITE:
+            with self.db.transaction() as db:
+                columns = {row[1] for row in db.execute("PRAGMA table_info(deliveries)").fetchall()}
+                if "claimed" not in columns:  # a data directory from before claims
+                    db.execute("ALTER TABLE deliveries ADD COLUMN claimed REAL")
+        if not self.db.shared:
+            # Only this process uses these records: a claim left behind is a killed predecessor's
+            # attempt, to be made again now rather than when its lease runs out.
+            self.db.query("UPDATE deliveries SET claimed = NULL WHERE claimed IS NOT NULL", ())
 
     # hooks
 
@@ -391,7 +418,7 @@ class WebhookStore:
                  int(fields["insecure_ssl"]), json.dumps(list(fields["events"])), int(fields["active"]),
                  json.dumps(list(fields["branches"])), json.dumps(list(fields["paths"])), now, now),
             ).fetchone()
-            db.execute("INSERT OR REPLACE INTO webhook_cursor (hook, event) VALUES (?, ?)", (row[0], cursor))
+            db.execute(_SET_CURSOR, (row[0], cursor))
         return _hook(row)
 
     def hook(self, hook_id: int) -> Hook | None:
@@ -401,8 +428,10 @@ class WebhookStore:
     def hooks(self, repository: str | None, *, every: bool = False) -> list[Hook]:
         if every:
             rows = self.db.query(f"SELECT {_HOOK_COLUMNS} FROM webhooks ORDER BY id", ())
+        elif repository is None:
+            rows = self.db.query(f"SELECT {_HOOK_COLUMNS} FROM webhooks WHERE repo IS NULL ORDER BY id", ())
         else:
-            rows = self.db.query(f"SELECT {_HOOK_COLUMNS} FROM webhooks WHERE repo IS ? ORDER BY id",
+            rows = self.db.query(f"SELECT {_HOOK_COLUMNS} FROM webhooks WHERE repo = ? ORDER BY id",
                                  (repository,))
         return [_hook(r) for r in rows]
 
@@ -416,8 +445,7 @@ class WebhookStore:
                 f"UPDATE webhooks SET {''.join(f'{k} = ?, ' for k, _ in sets)}updated = ? WHERE id = ? "
                 f"RETURNING {_HOOK_COLUMNS}", (*[v for _, v in sets], time.time(), hook_id)).fetchone()
             if row is not None and cursor is not None:
-                db.execute("INSERT OR REPLACE INTO webhook_cursor (hook, event) VALUES (?, ?)",
-                           (hook_id, cursor))
+                db.execute(_SET_CURSOR, (hook_id, cursor))
         return _hook(row) if row is not None else None
 
     def delete_hook(self, hook_id: int) -> bool:
@@ -436,33 +464,51 @@ class WebhookStore:
     def enqueue(self, hook_id: int, expected: int, cursor: int,
                 items: Sequence[tuple[int, str, str, str]]) -> bool:
         """Insert deliveries (event id, repository, ref, payload) and move the hook's cursor from
-        ``expected`` to ``cursor``, all or nothing; False if the hook went or the cursor moved."""
+        ``expected`` to ``cursor``, all or nothing; False if the hook went or the cursor moved
+        (another node enqueued these events first)."""
         now = time.time()
         with self.db.transaction() as db:
-            row = db.execute("SELECT event FROM webhook_cursor WHERE hook = ?", (hook_id,)).fetchone()
-            if row is None or int(row[0]) != expected:
+            # The compare-and-set first: a second node waits here for the first to commit, then
+            # finds the cursor moved and inserts nothing.
+            moved = db.execute("UPDATE webhook_cursor SET event = ? WHERE hook = ? AND event = ?",
+                               (cursor, hook_id, expected)).rowcount
+            if moved != 1:
                 return False
+            if not items:
+                return True
             db.executemany(
                 "INSERT INTO deliveries (hook, guid, event_id, repo, ref, event, payload, redelivery, "
                 "status, attempts, next_attempt, created, updated) "
                 "VALUES (?, ?, ?, ?, ?, 'push', ?, 0, 'pending', 0, ?, ?, ?)",
                 [(hook_id, str(uuid.uuid4()), e, r, ref, p, now, now, now) for e, r, ref, p in items])
-            db.execute("UPDATE webhook_cursor SET event = ? WHERE hook = ?", (cursor, hook_id))
         return True
 
     def due(self, now: float, exclude: set[int], limit: int) -> list[Delivery]:
-        """Pending deliveries of active hooks whose time has come, soonest first."""
+        """Pending deliveries of active hooks whose time has come and that nobody has claimed,
+        soonest first."""
         rows = self.db.query(
             f"SELECT {', '.join('d.' + c.strip() for c in _DELIVERY_COLUMNS.split(','))}, d.payload "
             "FROM deliveries d JOIN webhooks w ON w.id = d.hook "
-            "WHERE d.status = 'pending' AND w.active = 1 AND d.next_attempt <= ? "
+            f"WHERE d.status = 'pending' AND w.active = 1 AND {_DUE_AT} <= ? "
             "ORDER BY d.next_attempt, d.id LIMIT ?", (now, limit + len(exclude)))
         return [d for d in map(_delivery, rows) if d.id not in exclude][:limit]
 
+    def claim(self, delivery_ids: Sequence[int], now: float, until: float) -> set[int]:
+        """Take the right to attempt these deliveries until ``until``; returns those this caller
+        won (the others went to another node, or are no longer due)."""
+        if not delivery_ids:
+            return set()
+        marks = ", ".join("?" for _ in delivery_ids)
+        rows = self.db.query(
+            f"UPDATE deliveries SET claimed = ? WHERE id IN ({marks}) AND status = 'pending' "
+            "AND next_attempt <= ? AND (claimed IS NULL OR claimed <= ?) RETURNING id",
+            (until, *delivery_ids, now, now))
+        return {int(r[0]) for r in rows}  # type: ignore[call-overload]
+
     def next_due(self, exclude: set[int]) -> float | None:
         rows = self.db.query(
-            "SELECT d.id, d.next_attempt FROM deliveries d JOIN webhooks w ON w.id = d.hook "
-            "WHERE d.status = 'pending' AND w.active = 1 ORDER BY d.next_attempt, d.id LIMIT ?",
+            f"SELECT d.id, {_DUE_AT} FROM deliveries d JOIN webhooks w ON w.id = d.hook "
+            f"WHERE d.status = 'pending' AND w.active = 1 ORDER BY {_DUE_AT}, d.id LIMIT ?",
             (len(exclude) + 1,))
         return next((float(t) for i, t in rows if i not in exclude), None)  # type: ignore[arg-type]
 
@@ -471,7 +517,7 @@ class WebhookStore:
         now = time.time()
         self.db.query(
             "UPDATE deliveries SET status = ?, attempts = ?, next_attempt = ?, response_code = ?, "
-            "latency_ms = ?, last_error = ?, response_body = ?, updated = ?, "
+            "latency_ms = ?, last_error = ?, response_body = ?, updated = ?, claimed = NULL, "
             "delivered = CASE WHEN ? = 'delivered' THEN ? ELSE delivered END WHERE id = ?",
             (status, attempts, next_attempt, code, latency_ms, error, body, now, status, now, delivery_id))
 
@@ -499,10 +545,16 @@ class WebhookStore:
                 (now, now, now, hook_id, delivery_id)).fetchone()
         return _delivery(row) if row is not None else None
 
+    def pending_count(self) -> int:
+        """Deliveries of active hooks still waiting to go out (the outbox's depth)."""
+        rows = self.db.query("SELECT COUNT(*) FROM deliveries d JOIN webhooks w ON w.id = d.hook "
+                             "WHERE d.status = 'pending' AND w.active = 1", ())
+        return int(rows[0][0])  # type: ignore[call-overload]
+
     def prune(self, keep: int = KEEP_DELIVERIES) -> None:
         """Forget finished deliveries beyond the newest ``keep`` of each hook."""
         with self.db.transaction() as db:
-            for (hook_id,) in db.execute("SELECT id FROM webhooks").fetchall():
+            for (hook_id,) in db.execute("SELECT id FROM webhooks", ()).fetchall():
                 row = db.execute("SELECT id FROM deliveries WHERE hook = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
                                  (hook_id, keep)).fetchone()
                 if row is not None:
@@ -782,6 +834,10 @@ class WebhookManager:
         self._session: aiohttp.ClientSession | None = None
         self._seen = 0
         self._last_prune = 0.0
+        self._pass_starts = 0
+        self._passes = 0
+        #: Attempts by result (delivered, retry, failed, error), for the server's metrics.
+        self.outcomes: Counter[str] = Counter()
 
     # -- the Python API ----------------------------------------------------------------------
 
@@ -943,10 +999,36 @@ class WebhookManager:
             await self._session.close()
             self._session = None
 
+    async def drain(self, timeout: float) -> None:
+        """At shutdown: let deliveries in flight finish and send those already due (including
+        the ones for updates made just now), for at most ``timeout`` seconds. Whatever is left,
+        and whatever failed and waits for a retry, stays pending in the outbox (durable with a
+        data directory) and goes out after the next start."""
+        if self._task is None or timeout <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        need = self._pass_starts + 1  # the next pass to start sees every update made until now
+        self._wake()
+        try:
+            while loop.time() < deadline and self._task is not None and not self._task.done():
+                if self._passes >= need and not self._inflight:
+                    due = await asyncio.to_thread(self.store.due, time.time(), set(), 1)
+                    if not due:
+                        return
+                    need = self._pass_starts + 1
+                    self._wake()
+                await asyncio.sleep(0.02)
+        except Exception:
+            log.exception("webhook worker: draining failed; pending deliveries stay in the outbox")
+            return
+        log.info("webhook worker: stopping with deliveries still pending (kept for the next start)")
+
     async def _run(self) -> None:
         assert self._wakeup is not None
         while True:
             self._wakeup.clear()
+            self._pass_starts += 1
             try:
                 self._seen = self.registry.events.last_id()
                 more = await asyncio.to_thread(self.enqueue_pending)
@@ -955,6 +1037,7 @@ class WebhookManager:
             except Exception:
                 log.exception("webhook worker: pass failed; trying again")
                 more, next_due = False, time.time() + 1.0
+            self._passes += 1
             if more:
                 continue
             timeout = IDLE_POLL if next_due is None else min(IDLE_POLL, next_due - time.time())
@@ -977,16 +1060,27 @@ class WebhookManager:
         room = self.concurrency - len(self._inflight)
         if room <= 0:
             return set()
-        due = await asyncio.to_thread(self.store.due, time.time(), set(self._inflight), room * 4)
+        now = time.time()
+        due = await asyncio.to_thread(self.store.due, now, set(self._inflight), room * 4)
         per_hook: dict[int, int] = {}
         for hook_id, _ in self._inflight.values():
             per_hook[hook_id] = per_hook.get(hook_id, 0) + 1
         blocked: set[int] = set()
+        chosen: list[Delivery] = []
         for delivery in due:
-            if len(self._inflight) >= self.concurrency or per_hook.get(delivery.hook_id, 0) >= self.per_hook:
+            if (len(self._inflight) + len(chosen) >= self.concurrency
+                    or per_hook.get(delivery.hook_id, 0) >= self.per_hook):
                 blocked.add(delivery.id)
                 continue
             per_hook[delivery.hook_id] = per_hook.get(delivery.hook_id, 0) + 1
+            chosen.append(delivery)
+        # Claimed first, so that of several nodes (or a CLI redelivery racing the worker) one
+        # attempts each delivery; what another node won is simply not ours to send.
+        won = await asyncio.to_thread(self.store.claim, [d.id for d in chosen], now,
+                                      now + self.timeout + CLAIM_MARGIN)
+        for delivery in chosen:
+            if delivery.id not in won:
+                continue
             task = asyncio.create_task(self._attempt(delivery))
             self._inflight[delivery.id] = (delivery.hook_id, task)
             task.add_done_callback(lambda _t, i=delivery.id: self._finished(i))
@@ -1002,6 +1096,7 @@ class WebhookManager:
             await self._attempt_once(delivery)
         except Exception as e:  # a bug or a storage error: never let it spin on this delivery
             log.exception("webhook delivery %s: attempt failed unexpectedly", delivery.id)
+            self.outcomes["error"] += 1
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(
                     self.store.record_attempt, delivery.id, status="pending", attempts=delivery.attempts + 1,
@@ -1037,6 +1132,7 @@ class WebhookManager:
             self.store.record_attempt, delivery.id, status=status, attempts=attempts,
             next_attempt=next_attempt, code=outcome.code, latency_ms=round(latency, 3), error=error,
             body=outcome.body)
+        self.outcomes["retry" if status == "pending" else status] += 1
 
     async def _post(self, hook: Hook, body: bytes, headers: dict[str, str]) -> _Outcome:
         assert self._session is not None
@@ -1331,15 +1427,19 @@ def add_routes(app: web.Application) -> None:
 
 
 def setup_webhooks(app: web.Application, registry: Registry, *, allow: Iterable[str] = (),
-                   public_url: str = "", backoff: Backoff | None = None) -> WebhookManager:
+                   public_url: str = "", backoff: Backoff | None = None,
+                   drain_timeout: Callable[[], float] | None = None) -> WebhookManager:
     """Webhooks for an aiohttp app: the manager (``app[WEBHOOKS]``), the API routes, and the
-    delivery worker, started and stopped with the app."""
+    delivery worker, started and stopped with the app. ``drain_timeout()`` says, when the app
+    stops, how many seconds the worker may still spend delivering (see ``drain``)."""
     manager = WebhookManager(registry, allow=allow, public_url=public_url, backoff=backoff)
     app[WEBHOOKS] = manager
 
     async def worker(app: web.Application) -> AsyncIterator[None]:
         await manager.start()
         yield
+        if drain_timeout is not None:
+            await manager.drain(drain_timeout())
         await manager.stop()
 
     app.cleanup_ctx.append(worker)

@@ -930,3 +930,5 @@ def stock_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> It
         yield server
         return
     yield from _start_http_backend(tmp_path_factory.mktemp("stock-server"))
+
+from tests.pgserver import pg_dsn, postgres  # noqa: E402, F401  (a real PostgreSQL server)

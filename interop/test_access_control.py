@@ -191,7 +191,8 @@ def test_protected_namespace_writers_and_required_validators(git: Git, auth: Ser
 
     git("tag", "v1.0", cwd=work)
     refused = git.fails("push", server.url("infra", dev), "v1.0", cwd=work)
-    assert "! [remote rejected] v1.0 -> v1.0 (protected ref: only ci may update refs/tags/v1.0)" in refused.stderr
+    expected = "! [remote rejected] v1.0 -> v1.0 (protected ref: only ci may update refs/tags/v1.0)"
+    assert expected in refused.stderr, refused.stderr
     git("push", "-q", server.url("infra", ci), "v1.0", cwd=work)
     assert "refs/tags/v1.0" in git.ls_remote(server.url("infra", dev))
 
@@ -243,3 +244,27 @@ def test_api_access_levels(git: Git, auth: Server, tmp_path: Path) -> None:
     assert "Authentication failed" in git.fails("ls-remote", server.url("other", made["token"])).stderr
     assert server.api("DELETE", "/api/v1/repos/other", root)[0] == 204
     assert server.api("GET", "/api/v1/openapi.json")[0] == 200  # the description is open
+
+
+def test_watch_with_a_token(git: Git, auth: Server, tmp_path: Path) -> None:
+    writer = auth.token("create", "writer", "--access", "write")
+    reader = auth.token("create", "reader", "--repo", "infra")
+    work = _seed(git, auth, tmp_path, "infra", writer)
+    url = f"http://127.0.0.1:{auth.port}"
+    refused = subprocess.run([sys.executable, "-m", "govc", "watch", "infra", "--url", url],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "HTTP 401" in refused.stderr, refused.stderr
+    watcher = subprocess.Popen([sys.executable, "-m", "govc", "watch", "infra", "--url", url, "--since", "0",
+                                "--json"], cwd=REPO_ROOT, env=dict(os.environ, GOVC_TOKEN=reader),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watcher.stdout is not None
+        first = json.loads(watcher.stdout.readline())  # the seeding push, replayed from id 0
+        assert first["repository"] == "infra" and first["who"] == "writer"
+        git.commit_file(work, "README", "next\n", "second")
+        git("push", "-q", auth.url("infra", writer), "main", cwd=work)
+        second = json.loads(watcher.stdout.readline())
+        assert second["changes"][0]["new"] == git.rev_parse(work, "main")
+    finally:
+        watcher.kill()
+        watcher.wait()

@@ -384,3 +384,124 @@ def packfile_header() -> bytes:
 def error_line(message: str) -> bytes:
     """A fatal error as Git prints it: ``ERR <message>`` in a pkt-line."""
     return encode(b"ERR " + message.encode())
+
+
+# -- sizing a request before acting on it ---------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RequestCounts:
+    """How much one upload-pack request asks for, counted before any of it is acted on, so the
+    server can refuse a request out of proportion to the repository without walking its graph."""
+
+    command: str = "fetch"  # v2: the command's name; v0 is always a fetch ("" for an empty probe)
+    wants: int = 0
+    haves: int = 0
+    shallows: int = 0
+    deepen_nots: int = 0
+    want_refs: int = 0
+    ref_prefixes: int = 0  # ls-refs
+    oids: int = 0  # object-info
+    rounds: int = 0  # v0: negotiation rounds (flushes after the want list) in this one request
+    done: bool = False
+
+
+_COUNTED = (
+    (b"want ", "wants"), (b"have ", "haves"), (b"shallow ", "shallows"), (b"deepen-not ", "deepen_nots"),
+    (b"want-ref ", "want_refs"), (b"ref-prefix ", "ref_prefixes"), (b"oid ", "oids"),
+)
+
+
+def _count_line(counts: RequestCounts, line: bytes) -> None:
+    for prefix, attr in _COUNTED:
+        if line.startswith(prefix):
+            setattr(counts, attr, getattr(counts, attr) + 1)
+            return
+    if line == b"done":
+        counts.done = True
+
+
+def count_request(body: bytes, version: int) -> RequestCounts:
+    """Count the lines of an upload-pack request body (v0/v1 or one v2 command).
+
+    Only framing errors raise (``PktLineError``); lines the real parsers would refuse are merely
+    not counted, and those parsers still see the request afterwards.
+    """
+    counts = RequestCounts()
+    if version != 2:
+        in_wants = True
+        for pkt in iter_packets(body):
+            if pkt is FLUSH:
+                counts.rounds += 0 if in_wants else 1
+                in_wants = False
+            elif isinstance(pkt, bytes):
+                _count_line(counts, strip_lf(pkt))
+                if counts.done:
+                    break
+        if not counts.wants:
+            counts.command = ""
+        return counts
+    counts.command = ""
+    in_args = False
+    for pkt in iter_packets(body):
+        if pkt is FLUSH:
+            break
+        if pkt is DELIM:
+            in_args = True
+        elif isinstance(pkt, bytes):
+            line = strip_lf(pkt)
+            if in_args:
+                _count_line(counts, line)
+            elif line.startswith(b"command="):
+                counts.command = line[8:].decode("utf-8", "replace")
+    return counts
+
+
+class PackSniffer:
+    """Follows an upload-pack response just far enough to tell whether it carries a pack.
+
+    A clone or fetch that ends in a pack is an operation worth counting; a negotiation round that
+    only ACKs is not. The pack begins at a v2 ``packfile`` section header, at side-band data that
+    starts with ``PACK``, or (without side-band) at raw ``PACK`` where a pkt-line length would be.
+    Feed it response chunks in order; once it has decided it ignores the rest.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self.pack = False
+        self.error: str | None = None  # an ``ERR`` line's message, when the server refused
+        self._decided = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self._decided:
+            return
+        self._buf += chunk
+        while not self._decided and len(self._buf) >= 4:
+            head = bytes(self._buf[:4])
+            if head == b"PACK":
+                self.pack = self._decided = True
+                break
+            try:
+                n = int(head, 16)
+            except ValueError:
+                self._decided = True  # not pkt-lines: nothing more to learn
+                break
+            if n < 4:
+                del self._buf[:4]
+                continue
+            if len(self._buf) < min(n, 9):
+                break
+            payload = bytes(self._buf[4:min(n, 64)])
+            if payload.startswith(b"\x01PACK") or strip_lf(payload) == b"packfile":
+                self.pack = self._decided = True
+            elif payload.startswith(b"ERR "):
+                if len(self._buf) < n:
+                    break
+                self.error = strip_lf(bytes(self._buf[8:n])).decode("utf-8", "replace")
+                self._decided = True
+            elif len(self._buf) < n:
+                break
+            else:
+                del self._buf[:n]
+        if self._decided:
+            self._buf = bytearray()

@@ -36,9 +36,17 @@ from pathlib import Path
 from dulwich.pack import write_pack_index
 from zlib_ng import zlib_ng
 
-from storage.errors import StorageError
+from storage.errors import StaleRef, StorageError
 from storage.interfaces import ReflogEntry, Snapshot
-from storage.packs import PackFormatError, StoredPack, encode_object_header, index_pack
+from storage.packs import (
+    PackFormatError,
+    StoredPack,
+    decode_closure,
+    encode_closure,
+    encode_object_header,
+    index_pack,
+)
+from storage.sitedb import SQLITE
 
 log = logging.getLogger("govc.storage.disk")
 
@@ -67,8 +75,9 @@ class DataDirectoryError(StorageError):
     """A data directory govc cannot use: another format version, unreadable, not writable."""
 
 
-class StaleRefOnDisk(StorageError):
-    """The database disagrees with memory about a ref's old value (another writer?)."""
+class StaleRefOnDisk(StaleRef):
+    """The database disagrees with memory about a ref's old value (another writer?). A
+    :class:`StaleRef`, so callers treat it as the lost race it is, whatever the backend."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -93,7 +102,7 @@ def write_durably(path: Path, data: bytes | Iterable[bytes]) -> None:
     os.replace(tmp, path)
 
 
-def _sidecar(pack: StoredPack) -> bytes:
+def encode_sidecar(pack: StoredPack) -> bytes:
     """govc's own index: everything :class:`StoredPack` needs, in pack order, checksummed."""
     n = len(pack)
     body = bytearray(SIDECAR_MAGIC)
@@ -112,7 +121,7 @@ def _sidecar(pack: StoredPack) -> bytes:
     return bytes(body)
 
 
-def _load_sidecar(raw: bytes, data: bytes) -> StoredPack:
+def decode_sidecar(raw: bytes, data: bytes) -> StoredPack:
     if raw[:8] != SIDECAR_MAGIC or hashlib.sha1(raw[:-20]).digest() != raw[-20:]:
         raise PackFormatError("bad govc pack index")
     (n,) = struct.unpack(">I", raw[8:12])
@@ -168,7 +177,14 @@ def pack_from_objects(objects: Sequence[tuple[int, bytes]]) -> bytes:
 
 
 class DataDirectory:
-    """One data directory: its SQLite database and the pack directories of its repositories."""
+    """One data directory: its SQLite database and the pack directories of its repositories.
+
+    It is also a :class:`storage.sitedb.SiteDatabase` (tokens, grants, protections, webhooks):
+    one process owns a data directory, so its records are not ``shared``.
+    """
+
+    dialect = SQLITE
+    shared = False
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -270,6 +286,11 @@ class DataDirectory:
     def transaction(self) -> _Transaction:
         return _Transaction(self)
 
+    def create_tables(self, statements: Sequence[str]) -> None:
+        with self.transaction() as db:
+            for statement in statements:
+                db.execute(statement)
+
     def query(self, sql: str, args: tuple[object, ...]) -> list[tuple[object, ...]]:
         with self._lock:
             return list(self._db.execute(sql, args))
@@ -315,7 +336,8 @@ class DiskBackend:
         self.pack_dir.mkdir(parents=True, exist_ok=True)
         for stray in self.pack_dir.glob(".*.tmp-*"):
             stray.unlink(missing_ok=True)  # a write a crash interrupted; never acknowledged
-        for index in [*self.pack_dir.glob("pack-*.idx"), *self.pack_dir.glob("pack-*.govc")]:
+        for index in [*self.pack_dir.glob("pack-*.idx"), *self.pack_dir.glob("pack-*.govc"),
+                      *self.pack_dir.glob("pack-*.tips")]:
             if not index.with_suffix(".pack").exists():
                 index.unlink(missing_ok=True)  # indexes of a pack whose write a crash cut short
         for pack_path in sorted(self.pack_dir.glob("pack-*.pack"), key=lambda p: p.stat().st_mtime):
@@ -335,15 +357,23 @@ class DiskBackend:
         return snap
 
     def _load_pack(self, pack_path: Path) -> StoredPack:
+        pack = self._load_indexed_pack(pack_path)
+        # The optional .tips sidecar: which ids the pack is the exact closure of (full clones
+        # then send it as it is); ignored when missing or damaged, it is only an optimisation.
+        with contextlib.suppress(OSError):
+            pack.closure = decode_closure(pack_path.with_suffix(".tips").read_bytes(), pack)
+        return pack
+
+    def _load_indexed_pack(self, pack_path: Path) -> StoredPack:
         data = pack_path.read_bytes()
         sidecar = pack_path.with_suffix(".govc")
         try:
-            return _load_sidecar(sidecar.read_bytes(), data)
+            return decode_sidecar(sidecar.read_bytes(), data)
         except (OSError, PackFormatError, struct.error, ValueError):
             log.warning("re-indexing %s (its govc index is missing or damaged)", pack_path.name)
             pack = index_pack(data)
             with contextlib.suppress(OSError):
-                write_durably(sidecar, _sidecar(pack))
+                write_durably(sidecar, encode_sidecar(pack))
             return pack
 
     # -- writes ------------------------------------------------------------------------------
@@ -357,7 +387,9 @@ class DiskBackend:
             self.pack_dir.mkdir(parents=True, exist_ok=True)
             # Indexes first: a .pack is only ever visible with its indexes already beside it.
             write_durably(base.with_suffix(".idx"), git_index(pack))
-            write_durably(base.with_suffix(".govc"), _sidecar(pack))
+            write_durably(base.with_suffix(".govc"), encode_sidecar(pack))
+            if pack.closure is not None:
+                write_durably(base.with_suffix(".tips"), encode_closure(pack))
             write_durably(pack_path, pack.data)
             _fsync_dir(self.pack_dir)
         except OSError as e:
@@ -371,7 +403,7 @@ class DiskBackend:
     def remove_packs(self, packs: Iterable[StoredPack]) -> None:
         for pack in packs:
             base = self.pack_dir / f"pack-{pack.name}"
-            for suffix in (".pack", ".idx", ".govc"):
+            for suffix in (".pack", ".idx", ".govc", ".tips"):
                 base.with_suffix(suffix).unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             _fsync_dir(self.pack_dir)
@@ -396,7 +428,8 @@ class DiskBackend:
                     ).fetchone()
                     current = row[0].encode() if row else b"0" * 40
                     if old is not None and current != old:
-                        raise StaleRefOnDisk(f"ref {name} is {current.decode()} on disk, not {old.decode()}")
+                        raise StaleRefOnDisk(name, None if old == b"0" * 40 else old,
+                                             row[0].encode() if row else None)
                     if new is None:
                         db.execute("DELETE FROM refs WHERE repo = ? AND name = ?", (self.name, name))
                     else:

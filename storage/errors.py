@@ -7,6 +7,11 @@ class StorageError(Exception):
     """Base of every storage failure."""
 
 
+class StorageUnavailable(StorageError):
+    """The durable store cannot be reached right now (a database down or restarting): nothing
+    was changed, and the same request may succeed later."""
+
+
 class ObjectNotFound(StorageError, KeyError):
     """An object id the store does not hold."""
 

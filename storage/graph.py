@@ -104,6 +104,8 @@ class LinkCollector:
         self.links: dict[int, tuple[Sequence[int], bytes]] = {}  # children and their expected types
         self.commits: dict[bytes, CommitInfo] = {}
         self.trees: dict[int, tuple[array, list[int]]] = {}
+        #: Set by :meth:`first_missing`: the walk reached every received object and no other.
+        self.covers_all = False
 
     def __call__(self, oid: bytes, type_num: int, content: bytes) -> None:
         g = self.graph
@@ -135,7 +137,9 @@ class LinkCollector:
         never enters them.
         """
         g = self.graph
+        self.covers_all = False
         seen: set[int] = set()
+        outside = False  # did the walk meet an object that was not received (or not entered)?
         stack: list[tuple[int, int]] = [(g.intern(t), 0) for t in tips]
         while stack:
             i, expected = stack.pop()
@@ -144,6 +148,7 @@ class LinkCollector:
             seen.add(i)
             kind = self.kinds.get(i)
             if kind is None:
+                outside = True
                 oid = g.oid(i)
                 if not stored.has(oid) or (expected and stored.type_of(oid) != expected):
                     return oid
@@ -151,8 +156,14 @@ class LinkCollector:
             if expected and kind != expected:
                 return g.oid(i)
             links = self.links.get(i)
-            if links is not None and not stored.has(g.oid(i)):
-                stack.extend(zip(links[0], links[1], strict=True))
+            if links is not None:
+                if stored.has(g.oid(i)):
+                    outside = True
+                else:
+                    stack.extend(zip(links[0], links[1], strict=True))
+        # Every received object reached, and nothing else: the received objects are exactly
+        # those reachable from ``tips`` (what lets a full clone reuse the pack as it is).
+        self.covers_all = not outside and len(seen) == len(self.kinds)
         return None
 
 

@@ -93,6 +93,9 @@ class Snapshot:
     refs: dict[str, Oid] = field(default_factory=dict)
     symrefs: dict[str, str] = field(default_factory=dict)
     reflogs: dict[str, list[ReflogEntry]] = field(default_factory=dict)
+    #: The newest event of the durable log the snapshot already reflects, when the backend knows
+    #: it (a node following a shared log skips the ref changes of events up to it).
+    event_id: int | None = None
 
 
 @runtime_checkable

@@ -142,6 +142,13 @@ class MemoryObjectStore:
         with self._lock:
             self._packs = [new, *(p for p in self._packs if id(p) not in gone)]
 
+    def drop_packs(self, old: list[StoredPack]) -> None:
+        """Forget packs whose objects are all in other packs held here (another node compacted
+        them). Readers that already hold one keep reading it."""
+        gone = {id(p) for p in old}
+        with self._lock:
+            self._packs = [p for p in self._packs if id(p) not in gone]
+
     def add_object(self, type_num: int, data: bytes) -> bytes:
         oid = object_id(type_num, data)
         if not self.has(oid):

@@ -15,7 +15,7 @@ import threading
 from array import array
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 
 from dulwich.pack import apply_delta
@@ -203,9 +203,16 @@ def inflate_exact(compressed: bytes | memoryview, size: int) -> bytes:
 
 
 class StoredPack:
-    """A pack's bytes plus its index; positions (0..n-1) follow pack offset order."""
+    """A pack's bytes plus its index; positions (0..n-1) follow pack offset order.
 
-    __slots__ = ("by_oid", "checksum", "data", "name", "offsets", "oids", "serial", "sizes", "types")
+    ``closure``, when known, is a set of object ids whose reachable objects are exactly this
+    pack's objects (the ref tips of the push that brought it into an empty repository). A full
+    clone wanting all of them and nothing outside the pack is then answered with the pack's own
+    bytes, as git's pack reuse does, without walking the graph or re-framing any object.
+    """
+
+    __slots__ = ("_deltas", "by_oid", "checksum", "closure", "data", "name", "offsets", "oids", "serial",
+                 "sizes", "types")  # fmt: skip
 
     def __init__(
         self, data: bytes, oids: list[bytes], offsets: array, types: bytearray, sizes: array
@@ -219,6 +226,26 @@ class StoredPack:
         self.checksum = data[-20:]
         self.name = self.checksum.hex()
         self.serial = next(_SERIALS)  # cache key: unlike id(), never reused by a later pack
+        self.closure: frozenset[bytes] | None = None
+        self._deltas: int | None = None
+
+    def delta_count(self) -> int:
+        """How many entries are stored as deltas (the type bits of each entry's first byte, so
+        nothing is inflated; remembered after the first call)."""
+        if self._deltas is None:
+            data = self.data
+            self._deltas = sum(1 for at in self.offsets[:-1] if (data[at] >> 4) & 7 >= OFS_DELTA)
+        return self._deltas
+
+    def serves_whole(self, wants: Collection[bytes]) -> bool:
+        """Is this pack exactly the set of objects reachable from ``wants``? True when every
+        id of :attr:`closure` is wanted (so everything in the pack is reachable) and every want
+        is in the pack (so, the pack being closed under links, nothing outside is)."""
+        closure = self.closure
+        if closure is None or len(wants) < len(closure):
+            return False
+        by_oid = self.by_oid
+        return closure.issubset(wants) and all(w in by_oid for w in wants)
 
     def __len__(self) -> int:
         return len(self.oids)
@@ -246,6 +273,34 @@ class StoredPack:
 
     def iter_oids(self) -> Iterator[bytes]:
         return iter(self.oids)
+
+
+CLOSURE_MAGIC = b"GOVCTIP1"
+
+
+def encode_closure(pack: StoredPack) -> bytes:
+    """The ``.tips`` sidecar: the pack's :attr:`StoredPack.closure`, tied to the pack by its
+    checksum and protected by its own (a damaged file is ignored, never trusted)."""
+    assert pack.closure is not None
+    body = bytearray(CLOSURE_MAGIC) + pack.checksum + struct.pack(">I", len(pack.closure))
+    body += b"".join(bytes.fromhex(oid.decode()) for oid in sorted(pack.closure))
+    body += hashlib.sha1(body).digest()
+    return bytes(body)
+
+
+def decode_closure(raw: bytes, pack: StoredPack) -> frozenset[bytes] | None:
+    """The closure a ``.tips`` sidecar records for ``pack``, or None if the file is not one, is
+    damaged, belongs to another pack or names an object the pack does not hold."""
+    if len(raw) < 52 or raw[:8] != CLOSURE_MAGIC or hashlib.sha1(raw[:-20]).digest() != raw[-20:]:
+        return None
+    if raw[8:28] != pack.checksum:
+        return None
+    (n,) = struct.unpack(">I", raw[28:32])
+    ids = raw[32:-20]
+    if len(ids) != 20 * n:
+        return None
+    tips = frozenset(ids[i : i + 20].hex().encode() for i in range(0, len(ids), 20))
+    return tips if all(t in pack.by_oid for t in tips) else None
 
 
 def _check_envelope(data: bytes) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from collections.abc import Callable, Mapping, Sequence
 
 from storage.errors import InvalidRefName, RefConflict, RefDirectoryConflict, StaleRef
@@ -202,6 +202,32 @@ class MemoryRefStore:
             self._sorted = None
             self.version += 1
             return plan
+
+    def apply_followed(
+        self, changes: Sequence[tuple[str, bytes | None]], entries: Sequence[tuple[str, ReflogEntry]],
+    ) -> None:
+        """Changes another node already committed to the shared store: applied as they are (the
+        shared store did the compare-and-swap), their reflog entries kept in time order."""
+        with self._lock:
+            for name, new in changes:
+                if new is None:
+                    if self._refs.pop(name, None) is not None:
+                        self._count_dirs(name, -1)
+                else:
+                    if name not in self._refs:
+                        self._count_dirs(name, +1)
+                    self._refs[name] = new
+            for name, entry in entries:
+                insort(self._reflogs.setdefault(name, []), entry, key=_entry_time)
+            self._sorted = None
+            self.version += 1
+
+    def replace_symrefs(self, symrefs: Mapping[str, str]) -> None:
+        """The symbolic refs as another node left them in the shared store."""
+        with self._lock:
+            if symrefs and symrefs != self._symrefs:
+                self._symrefs = dict(symrefs)
+                self.version += 1
 
     def load(
         self,

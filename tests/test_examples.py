@@ -22,14 +22,14 @@ EXAMPLES = ROOT / "examples"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 
 
-def run_example(name: str, tmp_path: Path) -> str:
+def run_example(name: str, tmp_path: Path, *args: str) -> str:
     python = VENV_PYTHON if VENV_PYTHON.exists() else Path(sys.executable)
     home = tmp_path / "home"
     home.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "GOVC_"))}
     env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GOVC_DATA=str(tmp_path / "data"),
                PYTHONPATH=str(ROOT), TMPDIR=str(tmp_path))
-    proc = subprocess.run([str(python), str(EXAMPLES / name)], cwd=tmp_path, env=env,
+    proc = subprocess.run([str(python), str(EXAMPLES / name), *args], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, f"{name} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
     assert "Traceback" not in proc.stderr, proc.stderr
@@ -159,3 +159,35 @@ def test_readme_shows_actual_output(name: str, tmp_path: Path) -> None:
     if name == "event_stream.py" and shutil.which("git") is None:
         pytest.skip("the README shows the run with git")
     assert readme_output(name) == run_example(name, tmp_path)
+
+
+def test_distributed_follow_reality(tmp_path: Path) -> None:
+    """Two in-process servers: node B follows node A's reality, reports a conflict, publishes back;
+    the output is the same on every run and is what the README shows."""
+    first, second = tmp_path / "1", tmp_path / "2"
+    first.mkdir()
+    second.mkdir()
+    out = run_example("distributed/follow_reality.py", first)
+    got = lines(out)
+    assert "  node B's experiment: workers = 8 (same commit as node A: True)" in got
+    assert "  node B's watcher saw: experiment: app.conf (follow)" in got
+    assert "  follower state: conflict; node B ahead of node A: True" in got
+    assert "  wait_synced() raises FollowConflict; Bob's commit is still there: True" in got
+    assert "  publish: updated refs/realities/experiment" in got
+    assert "  publish refused: PublishConflict (node A has commits node B has not fetched: True)" in got
+    assert "  merge: clean=True, parents=2" in got
+    assert "  same commit on both nodes: True" in got
+    assert run_example("distributed/follow_reality.py", second) == out
+    assert readme_output("distributed/follow_reality.py") == out
+
+
+def test_two_nodes(tmp_path: Path, pg_dsn: str) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    got = lines(run_example("distributed/two_nodes.py", tmp_path, pg_dsn))
+    assert "  cloned from node B: app.conf = 'workers = 4'" in got
+    assert "  node B's watcher: ['main: app.conf (push)']" in got
+    assert "  alice via node A: committed" in got
+    assert "  bob via node B: refused (refs/heads/main moved since the transaction began)" in got
+    assert "  both nodes show the same main: True; app.conf = 'workers = 12'" in got
+    assert "  force-push to node B: protected branch: refs/heads/main may not be force-pushed" in got
