@@ -516,14 +516,41 @@ def token() -> None:
     """
 
 
-_DATA_OPTION = click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path),
-                            default=None, help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+def _remember_backend(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    ctx.meta["govc.backend"] = value
+
+
+_BACKEND_OPTION = click.option(
+    "--backend", envvar="GOVC_BACKEND", default=None, expose_value=False, callback=_remember_backend,
+    metavar="postgresql://...",
+    help="The cluster's PostgreSQL database instead of a data directory ($GOVC_BACKEND).")
+
+
+def _DATA_OPTION(command: Any) -> Any:
+    """``--data DIR`` or ``--backend URL``: where tokens, grants and protections live."""
+    command = _BACKEND_OPTION(command)
+    return click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")(command)
+
+
+def _site(data_dir: Path | None) -> Any:
+    """The site database a command works on: the cluster's PostgreSQL (``--backend``) or the
+    data directory's SQLite."""
+    backend = click.get_current_context().meta.get("govc.backend")
+    if not backend:
+        return _directory(data_dir)
+    from storage.postgres import PostgresDirectory
+
+    try:
+        return PostgresDirectory(backend)
+    except StorageError as e:
+        raise click.ClickException(str(e)) from None
 
 
 def _tokens(data_dir: Path | None) -> Any:
     from govc.auth import TokenStore
 
-    return TokenStore(_directory(data_dir))
+    return TokenStore(_site(data_dir))
 
 
 @token.command("create")
@@ -625,8 +652,7 @@ def protect() -> None:
 @click.option("--require-validator", "validators", multiple=True, metavar="NAME",
               help="Refuse pushes unless this validator is installed: a Python validator's name, or "
                    "the pre-receive/update hook script (repeatable).")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+@_DATA_OPTION
 def protect_add(repo: str, pattern: str, allow_force: bool, allow_delete: bool, writers: tuple[str, ...],
                 validators: tuple[str, ...], data_dir: Path | None) -> None:
     """Protect refs matching PATTERN in REPO (REPO "_global": every repository).
@@ -642,7 +668,7 @@ def protect_add(repo: str, pattern: str, allow_force: bool, allow_delete: bool, 
 
     try:
         name = None if repo == "_global" else normalize_name(repo)
-        rule = ProtectionStore(_directory(data_dir)).add(name, pattern, no_force=not allow_force,
+        rule = ProtectionStore(_site(data_dir)).add(name, pattern, no_force=not allow_force,
                                                          no_delete=not allow_delete, writers=writers,
                                                          validators=validators)
     except ValueError as e:
@@ -651,13 +677,12 @@ def protect_add(repo: str, pattern: str, allow_force: bool, allow_delete: bool, 
 
 
 @protect.command("list")
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+@_DATA_OPTION
 def protect_list(data_dir: Path | None) -> None:
     """List protection rules."""
     from govc.protection import ProtectionStore
 
-    for r in ProtectionStore(_directory(data_dir)).rules():
+    for r in ProtectionStore(_site(data_dir)).rules():
         what = [w for w, on in (("no-force", r.no_force), ("no-delete", r.no_delete)) if on]
         if r.writers:
             what.append("writers=" + ",".join(r.writers))
@@ -668,13 +693,12 @@ def protect_list(data_dir: Path | None) -> None:
 
 @protect.command("remove")
 @click.argument("rule_id", type=int)
-@click.option("--data", "data_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Data directory (default: $GOVC_DATA or ~/.local/share/govc).")
+@_DATA_OPTION
 def protect_remove(rule_id: int, data_dir: Path | None) -> None:
     """Delete protection rule RULE_ID."""
     from govc.protection import ProtectionStore
 
-    if not ProtectionStore(_directory(data_dir)).remove(rule_id):
+    if not ProtectionStore(_site(data_dir)).remove(rule_id):
         raise click.ClickException(f"no rule {rule_id}")
     click.echo(f"removed rule {rule_id}")
 
@@ -692,7 +716,7 @@ def permission() -> None:
 def _permissions(data_dir: Path | None) -> Any:
     from govc.permissions import Permissions
 
-    return Permissions(_directory(data_dir))
+    return Permissions(_site(data_dir))
 
 
 @permission.command("grant")
