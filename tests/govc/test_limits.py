@@ -197,7 +197,7 @@ def _clone(url: str, dest: Path) -> None:
 
 @needs_git
 def test_a_flood_gets_429_while_another_client_clones(serve, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    base = serve(Limits(rate=5, burst=10))
+    base = serve(Limits(rate=1, burst=10))  # slow refill: the flood may take seconds on a busy machine
     url = f"{base}/infra.git/info/refs?service=git-upload-pack"
 
     async def flood() -> tuple[list[int], str, str | None, int]:
@@ -231,14 +231,16 @@ def test_concurrent_requests_per_client_are_capped(serve, tmp_path: Path) -> Non
     base = serve(Limits(client_concurrency=2))
 
     async def scenario() -> tuple[int, str, int]:
+        release = asyncio.Event()
         async with _session("127.0.0.2") as http:
-            # Two fetch requests whose bodies trickle in stay in progress for a second.
+            # Two fetch requests whose bodies stay unfinished until released are in progress.
             held = [asyncio.create_task(http.post(f"{base}/infra.git/git-upload-pack",
-                                                  data=_slow_body(FLUSH_PKT, 1.0))) for _ in range(2)]
-            await asyncio.sleep(0.3)
+                                                  data=_held_body(FLUSH_PKT, release))) for _ in range(2)]
+            await _until_in_flight(base, 2)
             async with http.get(f"{base}/infra.git/info/refs?service=git-upload-pack") as third:
                 status, text = third.status, await third.text()
             await asyncio.to_thread(_clone, f"{base}/infra.git", tmp_path / "clone")
+            release.set()
             for response in await asyncio.gather(*held):
                 assert response.status == 200
                 response.close()
@@ -251,24 +253,39 @@ def test_concurrent_requests_per_client_are_capped(serve, tmp_path: Path) -> Non
     assert again == 200
 
 
-async def _slow_body(first: bytes, pause: float) -> AsyncIterator[bytes]:
+async def _held_body(first: bytes, release: asyncio.Event) -> AsyncIterator[bytes]:
+    """A request body that sends ``first`` and then nothing until ``release`` is set."""
     yield first
-    await asyncio.sleep(pause)
+    await release.wait()
+
+
+async def _until_in_flight(base: str, n: int) -> None:
+    """Wait until the server handles ``n`` requests besides the scrape that asks."""
+    async with _session("127.0.0.9") as http:
+        for _ in range(500):
+            async with http.get(f"{base}/metrics") as response:
+                text = await response.text()
+            if f"govc_http_requests_in_flight {n + 1}.0" in text:
+                return
+            await asyncio.sleep(0.02)
+    raise AssertionError(f"the server never had {n} requests in flight")
 
 
 def test_git_transfers_beyond_the_global_cap_wait_then_get_503(serve) -> None:  # type: ignore[no-untyped-def]
     base = serve(Limits(git_concurrency=1, queue_timeout=0.3))
 
     async def scenario() -> tuple[int, int, str, str | None, int]:
+        release = asyncio.Event()
         async with _session("127.0.0.2") as slow_client, _session("127.0.0.3") as other:
-            # A push whose command list trickles in (and is never finished) holds the only slot.
+            # A push whose command list stops half-way until released holds the only slot.
             slow = asyncio.create_task(slow_client.post(
-                f"{base}/infra.git/git-receive-pack", data=_slow_body(b"0098" + b"0" * 40, 1.5),
+                f"{base}/infra.git/git-receive-pack", data=_held_body(b"0098" + b"0" * 40, release),
                 headers={"Content-Type": "application/x-git-receive-pack-request"}))
-            await asyncio.sleep(0.3)
+            await _until_in_flight(base, 1)
             async with other.post(f"{base}/infra.git/git-upload-pack", data=FLUSH_PKT,
                                   headers={"Content-Type": "application/x-git-upload-pack-request"}) as busy:
                 busy_status, text, retry = busy.status, await busy.text(), busy.headers.get("Retry-After")
+            release.set()
             slow_response = await slow
             slow_status = slow_response.status
             slow_response.close()
