@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import time
@@ -41,6 +42,7 @@ from typing import Any
 
 from aiohttp import BasicAuth, web
 
+from govc.limits import TokenBuckets
 from govc.permissions import ACCESS_LEVELS, Permissions
 from govc.registry import RepositoryNameError, normalize_name
 from storage.sitedb import SiteDatabase
@@ -254,11 +256,16 @@ _VERBS = {"read": "reading", "write": "pushing to", "admin": "administering"}
 
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
+#: Failed authentications an address may make at once before they are refused (429), one per
+#: second after that.
+FAILURE_BURST = 20
+
 
 def make_middleware(store: TokenStore, *, anonymous_read: bool = False,
                     admin_token: str | None = None, permissions: Permissions | None = None) -> Middleware:
     """The aiohttp middleware enforcing the rules in this module's docstring."""
     admin_hash = hash_token(admin_token) if admin_token else None
+    failures = TokenBuckets(rate=1.0, burst=FAILURE_BURST)
     grants = permissions if permissions is not None else Permissions(store.db)
 
     def anonymous_may(access: str, repo: str | None) -> bool:
@@ -283,6 +290,16 @@ def make_middleware(store: TokenStore, *, anonymous_read: bool = False,
         else:
             token = store.verify(secret)
         if token is None:
+            # Guessing is hopeless against 256-bit tokens, but a flood of guesses still costs
+            # database reads: each address gets FAILURE_BURST failures, then one per second.
+            wait = failures.take(request.remote or "unknown")
+            if wait > 0:
+                seconds = max(1, math.ceil(wait))
+                text = f"govc: too many failed authentications; retry in {seconds} s"
+                if request.path.startswith("/api/"):
+                    return web.json_response({"error": "too_many_requests", "message": text}, status=429,
+                                             headers={"Retry-After": str(seconds)})
+                return web.Response(status=429, text=text + "\n", headers={"Retry-After": str(seconds)})
             return _unauthorized(request, "govc: invalid, expired or revoked token")
         if not grants.allows(token, access, repo):
             what = f"repository '{repo}'" if repo is not None else "this resource (every repository)"

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hmac
 import logging
 import signal
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
@@ -141,6 +142,16 @@ STRAGGLERS = 1.0
 _PUSH_RESULT = web.RequestKey("govc_push_result", str)
 
 
+T = TypeVar("T")
+
+
+async def _in_worker(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on a worker thread, in a copy of the request's context, so that log records
+    written there carry the request id as the handler's do."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(request.app[EXECUTOR], context.run, fn, *args)
+
+
 def _git_protocol_version(request: web.Request) -> int:
     for item in request.headers.get("Git-Protocol", "").split(":"):
         if item.strip() == "version=2":
@@ -178,8 +189,7 @@ async def info_refs(request: web.Request) -> web.StreamResponse:
     if service == "git-upload-pack" and _git_protocol_version(request) == 2:
         body = v2_advertisement()
     else:
-        loop = asyncio.get_running_loop()
-        body = await loop.run_in_executor(request.app[EXECUTOR], v0_advertisement, repo, service)
+        body = await _in_worker(request, v0_advertisement, repo, service)
     return web.Response(body=body, headers=headers)
 
 
@@ -214,16 +224,14 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
 
 async def _stream(request: web.Request, content_type: str, chunks: Iterator[bytes]) -> web.StreamResponse:
     """Pull chunks from a synchronous generator in a worker thread and write them as they come."""
-    loop = asyncio.get_running_loop()
-    executor = request.app[EXECUTOR]
-    first = await loop.run_in_executor(executor, next, chunks, None)
+    first = await _in_worker(request, next, chunks, None)
     response = web.StreamResponse(headers={**NO_CACHE, "Content-Type": content_type})
     await response.prepare(request)
     chunk = first
     try:
         while chunk is not None:
             await response.write(chunk)
-            chunk = await loop.run_in_executor(executor, next, chunks, None)
+            chunk = await _in_worker(request, next, chunks, None)
     except ProtocolError as e:
         await response.write(error_line(str(e)))
     except (ConnectionResetError, asyncio.CancelledError):
@@ -260,8 +268,7 @@ async def upload_pack(request: web.Request) -> web.StreamResponse:
         if len(body) <= INLINE_COUNT:
             refusal, haves = _bounded(repo, body, version)
         else:
-            loop = asyncio.get_running_loop()
-            refusal, haves = await loop.run_in_executor(request.app[EXECUTOR], _bounded, repo, body, version)
+            refusal, haves = await _in_worker(request, _bounded, repo, body, version)
         if refusal is not None:
             log.warning("upload-pack %s refused: %s", name, refusal)
             return web.Response(status=200, body=error_line(refusal), headers=headers)
@@ -333,10 +340,7 @@ async def _receive_body(request: web.Request, repo: Repository, parser: PushRequ
         return web.Response(body=b"", headers=RECEIVE_RESULT_HEADERS)
     token = request.get(TOKEN_KEY)  # with --auth: the pusher is the token's name
     who = getattr(token, "name", None) or request.remote or "anonymous"
-    loop = asyncio.get_running_loop()
-    outcome = await loop.run_in_executor(
-        request.app[EXECUTOR], receive, repo, req, b"".join(pack_parts), who
-    )
+    outcome = await _in_worker(request, receive, repo, req, b"".join(pack_parts), who)
     if outcome.unpack_error is not None:
         request[_PUSH_RESULT] = "error"
     elif all(result is RefResult.OK for _, result in outcome.results):

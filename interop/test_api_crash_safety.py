@@ -57,9 +57,15 @@ def test_api_commits_survive_kill_9(git: Git, tmp_path: Path) -> None:
     script.write_text(WRITER)
     rng = random.Random(os.environ.get("GOVC_CRASH_SEED", "api"))
     for round_no in range(ROUNDS):
+        before = acks.read_text().count("\n") if acks.exists() else 0
         proc = subprocess.Popen([sys.executable, str(script), str(data), str(acks)],
                                 cwd=Path(__file__).resolve().parent.parent)
-        time.sleep(rng.uniform(0.6, 1.8))
+        # Kill at a random moment once the writer is at work (on a loaded machine its start-up
+        # alone can take longer than any fixed delay).
+        deadline = time.monotonic() + 60
+        while (not acks.exists() or acks.read_text().count("\n") <= before) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.2))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
 

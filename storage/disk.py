@@ -258,7 +258,15 @@ class DataDirectory:
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        shutil.rmtree(self.path / "repos" / f"{name}.git", ignore_errors=True)
+        root = self.path / "repos"
+        shutil.rmtree(root / f"{name}.git", ignore_errors=True)
+        parent = (root / name).parent  # "team/app": drop "team/" too once nothing else is in it
+        while parent != root and parent.is_relative_to(root):
+            try:
+                parent.rmdir()
+            except OSError:  # not empty (another repository lives there) or already gone
+                break
+            parent = parent.parent
 
     def events_since(
         self, after: int, repo: str | None = None, limit: int = 1000

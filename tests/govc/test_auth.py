@@ -265,3 +265,24 @@ def test_config_file_auth_keys(tmp_path: Path) -> None:
     config.write_text("memory = true\nauth = true\nanonymous_read = true\n")
     refused = invoke("serve", "--config", config)
     assert refused.exit_code == 1 and "--auth needs a data directory" in refused.output
+
+
+def test_failed_authentications_are_throttled_per_address(directory: DataDirectory, store: TokenStore) -> None:
+    from govc.auth import FAILURE_BURST
+
+    Registry(directory).create("infra")
+    _, good = store.create("reader")
+
+    async def scenario(client: TestClient) -> None:
+        for _ in range(FAILURE_BURST):
+            async with client.get(UPLOAD_ADV, headers=basic("guess")) as r:
+                assert r.status == 401
+        async with client.get(UPLOAD_ADV, headers=basic("guess")) as r:
+            assert r.status == 429 and int(r.headers["Retry-After"]) >= 1
+            assert "too many failed authentications" in await r.text()
+        async with client.get("/api/v1/repos", headers=bearer("guess")) as r:
+            assert r.status == 429 and (await r.json())["error"] == "too_many_requests"
+        async with client.get(UPLOAD_ADV, headers=basic(good)) as r:
+            assert r.status == 200  # a valid token is never held back by others' failures
+
+    run_app(directory, scenario)

@@ -457,6 +457,17 @@ def test_delete_repo_removes_its_rows_and_files(data: Path, pack: StoredPack, gi
     assert DataDirectory(data).backend("keep").load().refs == {MAIN: refs[MAIN]}
 
 
+def test_delete_repo_removes_emptied_parent_directories(data: Path) -> None:
+    d = DataDirectory(data)
+    for name in ("team/app", "team/lib", "deep/a/b"):
+        d.create_repo(name)
+    d.delete_repo("team/app")
+    assert (data / "repos" / "team" / "lib.git").is_dir()  # team/ still holds lib
+    d.delete_repo("team/lib")
+    d.delete_repo("deep/a/b")
+    assert sorted(p.name for p in (data / "repos").iterdir()) == []
+
+
 # --------------------------------------------------------------------------------------------
 # Repository and Registry on a data directory
 
