@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from interop.conftest import REPO_ROOT, TARGET_ENV, Git, _stop, _wait_ready, free_port
-from interop.test_auth import AuthServer
+from interop.conftest import REPO_ROOT, TARGET_ENV, Git
+from interop.test_auth import AuthServer, serve_with_auth
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get(TARGET_ENV) == "http-backend",
@@ -53,19 +53,7 @@ class Server(AuthServer):
 
 
 def _serve(tmp_path: Path, *flags: str) -> Iterator[Server]:
-    data = tmp_path / "data"
-    port = free_port()
-    log_path = tmp_path / "server.log"
-    cmd = [sys.executable, "-m", "govc", "serve", "--data", str(data), "--host", "127.0.0.1",
-           "--port", str(port), "--auth", *flags]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-                                   stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        _wait_ready(process, f"http://127.0.0.1:{port}/healthz", lambda s: s == 200, log_path, "govc --auth")
-        yield Server(data, port)
-    finally:
-        _stop(process)
+    return serve_with_auth(tmp_path, *flags, server_class=Server)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,21 +36,27 @@ class AuthServer:
         return f"http://{auth}127.0.0.1:{self.port}/{repo}.git"
 
 
-@pytest.fixture
-def auth_server(tmp_path: Path) -> Iterator[AuthServer]:
+def serve_with_auth(tmp_path: Path, *flags: str,
+                    server_class: type[AuthServer] = AuthServer) -> Iterator[Any]:
+    """A real ``govc serve --auth`` process on a fresh data directory, stopped afterwards."""
     data = tmp_path / "data"
     port = free_port()
     log_path = tmp_path / "server.log"
     cmd = [sys.executable, "-m", "govc", "serve", "--data", str(data), "--host", "127.0.0.1",
-           "--port", str(port), "--auth"]
+           "--port", str(port), "--auth", *flags]
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"),
                                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
         _wait_ready(process, f"http://127.0.0.1:{port}/healthz", lambda s: s == 200, log_path, "govc --auth")
-        yield AuthServer(data, port)
+        yield server_class(data, port)
     finally:
         _stop(process)
+
+
+@pytest.fixture
+def auth_server(tmp_path: Path) -> Iterator[AuthServer]:
+    yield from serve_with_auth(tmp_path)
 
 
 def test_tokens_with_real_git(git: Git, auth_server: AuthServer, tmp_path: Path) -> None:
