@@ -719,6 +719,17 @@ def _permissions(data_dir: Path | None) -> Any:
     return Permissions(_site(data_dir))
 
 
+@contextlib.contextmanager
+def _grant_errors() -> Iterator[None]:
+    """A bad principal, repository or access level as a command-line error, not a traceback."""
+    from govc.permissions import GrantError
+
+    try:
+        yield
+    except GrantError as e:
+        raise click.ClickException(str(e)) from None
+
+
 @permission.command("grant")
 @click.argument("principal")
 @click.argument("repo")
@@ -732,12 +743,8 @@ def permission_grant(principal: str, repo: str, access: str, data_dir: Path | No
       govc permission grant alice infra write --data /srv/govc
       govc permission grant auditor '*' read
     """
-    from govc.permissions import GrantError
-
-    try:
+    with _grant_errors():
         grant = _permissions(data_dir).grant(principal, repo, access)
-    except GrantError as e:
-        raise click.ClickException(str(e)) from None
     click.echo(f"{grant.principal}: {grant.access} access to {grant.repo or 'every repository'}")
 
 
@@ -747,12 +754,8 @@ def permission_grant(principal: str, repo: str, access: str, data_dir: Path | No
 @_DATA_OPTION
 def permission_revoke(principal: str, repo: str, data_dir: Path | None) -> None:
     """Take back what PRINCIPAL was granted on REPO ("*": the every-repository grant)."""
-    from govc.permissions import GrantError
-
-    try:
+    with _grant_errors():
         removed = _permissions(data_dir).revoke(principal, repo)
-    except GrantError as e:
-        raise click.ClickException(str(e)) from None
     if not removed:
         raise click.ClickException(f"{principal} has no grant on {repo}")
     click.echo(f"revoked {principal}'s grant on {repo}")
@@ -763,12 +766,8 @@ def permission_revoke(principal: str, repo: str, data_dir: Path | None) -> None:
 @_DATA_OPTION
 def permission_list(repo: str | None, data_dir: Path | None) -> None:
     """List grants (principal, repository, access)."""
-    from govc.permissions import GrantError
-
-    try:
+    with _grant_errors():
         grants = _permissions(data_dir).grants(repo)
-    except GrantError as e:
-        raise click.ClickException(str(e)) from None
     for g in grants:
         click.echo(f"{g.principal}\t{g.scope}\t{g.access}")
 
@@ -784,12 +783,8 @@ def permission_anonymous(repo: str, state: str, data_dir: Path | None) -> None:
     Examples:
       govc permission anonymous docs on --data /srv/govc
     """
-    from govc.permissions import GrantError
-
-    try:
+    with _grant_errors():
         _permissions(data_dir).set_anonymous_read(repo, state == "on")
-    except GrantError as e:
-        raise click.ClickException(str(e)) from None
     click.echo(f"anonymous read of {repo}: {state}")
 
 
