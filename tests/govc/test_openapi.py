@@ -101,3 +101,35 @@ def test_no_server_errors_and_the_description_holds(live: str, label: str) -> No
             response_schema_conformance])
 
     check()
+
+
+@pytest.fixture(scope="module")
+def live_with_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    registry = Registry(DataDirectory(tmp_path_factory.mktemp("openapi-auth") / "data"))
+    registry.create("infra")
+    config = ServerConfig(maintenance_interval=0, auth=True, limits=Limits(rate=0))
+    server = govc.Server(registry, config=config)
+    url = server.serve_in_thread()
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("label", sorted(OPERATIONS))
+def test_without_a_token_every_operation_answers_a_documented_401(live_with_auth: str, label: str) -> None:
+    operation = OPERATIONS[label]
+
+    @given(case=operation.as_strategy())
+    @settings(max_examples=5, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    def check(case: schemathesis.Case) -> None:
+        response = case.call(base_url=live_with_auth, timeout=30)
+        assert response.status_code in (400, 401), (label, response.status_code, response.text)
+        if response.status_code == 401:
+            assert response.json()["error"] == "unauthorized"
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            assert headers["www-authenticate"] in ('Basic realm="govc"', ['Basic realm="govc"'])
+        case.validate_response(response, checks=[status_code_conformance, content_type_conformance,
+                                                 response_schema_conformance])
+
+    check()
