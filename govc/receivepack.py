@@ -23,8 +23,9 @@ from storage.fsck import FsckError, GitmodulesTracker
 from storage.graph import LinkCollector
 from storage.interfaces import RefUpdate
 from storage.objects import QuarantineView
-from storage.packs import OBJ_COMMIT, PackFormatError, StoredPack
+from storage.packs import OBJ_COMMIT, OBJ_TREE, PackFormatError, StoredPack
 from storage.refnames import is_valid_ref_name
+from storage.treeparse import canonical_entries
 
 log = logging.getLogger("govc.receive")
 
@@ -42,8 +43,10 @@ def _unpack(repo: Repository, pack_data: bytes, collected: LinkCollector) -> Sto
     fsck = GitmodulesTracker()
 
     def visit(oid: bytes, type_num: int, content: bytes) -> None:
-        fsck.check(oid, type_num, content)
-        collected(oid, type_num, content)
+        # A tree is parsed once for both fsck and the connectivity check.
+        entries = canonical_entries(content) if type_num == OBJ_TREE else None
+        fsck.check(oid, type_num, content, entries)
+        collected(oid, type_num, content, entries)
 
     pack = repo.objects.index_pack(pack_data, visit)
     view = QuarantineView(repo.objects, pack)

@@ -35,11 +35,15 @@ undecodable objects refuses one with objects git would not accept the same way.
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import operator
 import re
 from collections.abc import Callable
 
 from storage.errors import CorruptObject
 from storage.packs import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
+from storage.treeparse import CanonicalEntries, canonical_entries
 
 FATAL, ERROR, WARN, INFO, IGNORE = "fatal", "error", "warn", "info", "ignore"
 
@@ -227,15 +231,17 @@ def _strtoumax(buf: bytes, p: int) -> tuple[int, int]:
     return ((-value) % 2**64 if negative else value), i
 
 
+_IDENT_STOP = re.compile(rb"[\0<>\n]")
+
+
 def _fsck_ident(buf: bytes, p: int, found: _Findings) -> tuple[int, bool]:
     """Check the "Name <email> date zone" at ``p``; returns (start of the next line, error)."""
     eol = buf.find(b"\n", p)
     next_line = len(buf) if eol < 0 else eol + 1
 
     def scan(i: int) -> int:  # strcspn(buf + i, "<>\n"), stopping at NUL too
-        while _at(buf, i) not in (0, 0x3C, 0x3E, 0x0A):
-            i += 1
-        return i
+        m = _IDENT_STOP.search(buf, i)
+        return len(buf) if m is None else m.start()
 
     if _at(buf, p) == 0x3C:
         return next_line, found.report("missingNameBeforeEmail",
@@ -567,35 +573,65 @@ def _special_names(name: bytes) -> tuple[bool, bool, bool]:
     return dotgit, dotgitmodules, dotgitattributes
 
 
-_PLAIN_TREE = re.compile(rb"(?:(?:100644|100755|40000|120000|160000) [^\0/]+\0.{20})*", re.DOTALL)
-_SPECIAL_NAME = re.compile(rb"\0([.gG~\xe2\xef][^\0]*)")
-_PLAIN_ENTRY = re.compile(rb"(100644|100755|40000|120000|160000) ([^\0/]+)\0.{20}", re.DOTALL)
+# Where names that may alias .git, .gitmodules or .gitattributes (see _SPECIAL_START) sort: the
+# names starting with each of those bytes. One starting with 'g' or 'G' can only as an NTFS short
+# name, which has a '~' ("git~1", "gitmod~1", "gi7eba~1").
+_SPECIAL_RANGES = ((b".", b"/"), (b"~", b"\x7f"), (b"\xe2", b"\xe3"), (b"\xef", b"\xf0"))
+_SHORT_NAME_RANGES = ((b"G", b"H"), (b"g", b"h"))
 
 
-def _plainly_fine(buf: bytes) -> bool:
+def _plainly_fine(buf: bytes, entries: CanonicalEntries | None = None) -> bool:
     """The common case, decided with bulk operations: canonical modes, names without '/',
     sorted, no duplicates, no null ids and no name that could alias a special file. Anything
-    else takes the entry-by-entry path that mirrors git and names the problem."""
-    if _NULL_OID in buf or not _PLAIN_TREE.fullmatch(buf):
+    else takes the entry-by-entry path that mirrors git and names the problem.
+
+    ``entries`` is the tree as :func:`~storage.treeparse.canonical_entries` parsed it (shared
+    with the connectivity check); it is parsed here if not given.
+    """
+    if _NULL_OID in buf:
         return False
-    entries = _PLAIN_ENTRY.findall(buf)
-    names = [name for _mode, name in entries]
-    if len(set(names)) != len(names):
+    if entries is None:
+        entries = canonical_entries(buf)
+        if entries is None:
+            return False  # not in canonical form
+    names, _modes, _ids, dirs = entries
+    n = len(names)
+    keys = names
+    if dirs:  # git's order: a directory sorts as if its name ended in '/'
+        keys = list(names)
+        for i in dirs:
+            keys[i] += b"/"
+    if not all(map(operator.lt, keys, itertools.islice(keys, 1, None))):  # sorted, no equal keys
         return False
-    keys = [name + b"/" if mode == b"40000" else name for mode, name in entries]
-    if keys != sorted(keys):
+    bisect_left = bisect.bisect_left
+    for i in dirs:  # a file of the same name as a directory (sorted apart from it: "a", "a.c", "a/")
+        j = bisect_left(keys, names[i])
+        if j < n and keys[j] == names[i]:
+            return False
+    if b"\\" in b"\0".join(names):
         return False
-    joined = b"\0" + b"\0".join(names)
-    if b"\\" in joined:
-        return False
-    special = _SPECIAL_NAME.findall(joined)
-    return not any(n in (b".", b"..") or any(_special_names(n)) for n in special)
+    # The keys are sorted, so the names starting with a given byte are a slice of them.
+    for lo, hi in _SPECIAL_RANGES:
+        for j in range(bisect_left(keys, lo), bisect_left(keys, hi)):
+            name = names[j]
+            if name in (b".", b"..") or any(_special_names(name)):
+                return False
+    for lo, hi in _SHORT_NAME_RANGES:
+        for j in range(bisect_left(keys, lo), bisect_left(keys, hi)):
+            name = names[j]
+            if b"~" in name and any(_special_names(name)):
+                return False
+    return True
 
 
-def _fsck_tree(buf: bytes, found: _Findings, note: Callable[[str, bytes], None] | None) -> None:
+def _fsck_tree(
+    buf: bytes, found: _Findings, note: Callable[[str, bytes], None] | None,
+    entries: CanonicalEntries | None = None,
+) -> None:
     """Git's ``fsck_tree``; ``note(kind, blob oid)`` hears of non-symlink entries named
-    ``.gitmodules``/``.gitattributes`` (``kind`` is "gitmodules" or "gitattributes")."""
-    if not buf or _plainly_fine(buf):
+    ``.gitmodules``/``.gitattributes`` (``kind`` is "gitmodules" or "gitattributes").
+    ``entries``, if given, is the tree as :func:`~storage.treeparse.canonical_entries` parsed it."""
+    if not buf or _plainly_fine(buf, entries):
         return
     null_sha1 = full_path = dot = dotdot = dotgit = zero_pad = dups = unsorted = False
     o_mode, o_name = 0, b""
@@ -952,12 +988,16 @@ class GitmodulesTracker:
         self._done: set[bytes] = set()
         self._seen_types: dict[bytes, int] = {}  # received objects that are not blobs
 
-    def check(self, oid: bytes, type_num: int, content: bytes) -> None:
-        """:func:`check_object` plus this tracker's bookkeeping: one call per received object."""
+    def check(
+        self, oid: bytes, type_num: int, content: bytes, entries: CanonicalEntries | None = None
+    ) -> None:
+        """:func:`check_object` plus this tracker's bookkeeping: one call per received object.
+        For a tree, ``entries`` may carry its parse (:func:`~storage.treeparse.canonical_entries`),
+        shared with the connectivity check so that it is parsed once."""
         if type_num == OBJ_TREE:
             self._seen_types[oid] = type_num
             found = _Findings(oid)
-            _fsck_tree(bytes(content), found, self._want)
+            _fsck_tree(bytes(content), found, self._want, entries)
             found.raise_first()
             return
         check_object(oid, type_num, content)

@@ -18,9 +18,13 @@ from dulwich.objects import parse_tree
 from storage.errors import CorruptObject
 from storage.filters import ObjectFilter
 from storage.packs import OBJ_BLOB, OBJ_COMMIT, OBJ_TAG, OBJ_TREE
+from storage.treeparse import CanonicalEntries, TreeEntries, canonical_entries, tree_entries
 
 GITLINK_MODE = 0o160000
 TREE_MODE = 0o040000
+#: The type a tree entry's object must have, by the entry's (canonical) mode; gitlinks are absent.
+_CHILD_TYPE = {0o100644: OBJ_BLOB, 0o100755: OBJ_BLOB, 0o120000: OBJ_BLOB, TREE_MODE: OBJ_TREE}
+_GITLINK_TEXT = b"160000"
 
 
 class ObjectReader(Protocol):
@@ -106,11 +110,19 @@ class LinkCollector:
         self.trees: dict[int, tuple[array, list[int]]] = {}
         #: Set by :meth:`first_missing`: the walk reached every received object and no other.
         self.covers_all = False
+        self._numbers: dict[bytes, int] = {}  # binary id -> object number, for this push's trees
+        self._links_checked = False  # _link_check holds _check_links' answer (for any tips)
+        self._link_check: tuple[bool, set[int]] | None = None
 
-    def __call__(self, oid: bytes, type_num: int, content: bytes) -> None:
+    def __call__(
+        self, oid: bytes, type_num: int, content: bytes, entries: CanonicalEntries | None = None
+    ) -> None:
+        """Record one received object; a tree's ``entries`` may come already parsed
+        (:func:`~storage.treeparse.canonical_entries`, shared with fsck)."""
         g = self.graph
         i = g.intern(oid)
         self.kinds[i] = type_num
+        self._links_checked = False
         if type_num == OBJ_COMMIT:
             info = g.canonical_commit(parse_commit(content))
             self.commits[g.oid(i)] = info
@@ -118,15 +130,46 @@ class LinkCollector:
             self.links[i] = ((g.intern(info.tree), *parents),
                              bytes([OBJ_TREE] + [OBJ_COMMIT] * len(parents)))
         elif type_num == OBJ_TREE:
-            kids, dirs = g.parse_tree_ids(content)
+            if entries is None:
+                entries = canonical_entries(content)
+            if entries is None or _GITLINK_TEXT in entries[1]:
+                parsed = tree_entries(content)
+                if parsed is None:
+                    g.parse_tree_ids(content)  # raises, saying why
+                    raise CorruptObject("malformed tree")
+                kids, dirs, expect = g.tree_ids(parsed)
+            else:
+                kids, dirs, expect = self._canonical_tree_ids(entries)
             self.trees[i] = (kids, dirs)
-            expect = bytearray([OBJ_BLOB]) * len(kids)
-            for d in dirs:
-                expect[d] = OBJ_TREE
-            self.links[i] = (kids, bytes(expect))
+            self.links[i] = (kids, expect)
         elif type_num == OBJ_TAG:
             target, target_type = parse_tag_target(content)
             self.links[i] = ((g.intern(target),), bytes([target_type]))
+
+    def _canonical_tree_ids(self, entries: CanonicalEntries) -> tuple[array, list[int], bytes]:
+        """:meth:`ObjectGraph.tree_ids` of a canonical tree without gitlinks. Its ids are binary;
+        each distinct one is turned into hex and numbered once per push (successive versions of a
+        tree repeat most of their entries)."""
+        _names, modes, ids, dirs = entries
+        # Every mode is canonical and none is a gitlink: directories are trees, the rest blobs.
+        expect = bytearray([OBJ_BLOB]) * len(modes)
+        for i in dirs:
+            expect[i] = OBJ_TREE
+        numbers = list(map(self._numbers.get, ids))
+        if None in numbers:
+            known, intern = self._numbers, self.graph.intern
+            j = numbers.index(None)
+            while True:
+                raw = ids[j]
+                n = known.get(raw)
+                if n is None:
+                    n = known[raw] = intern(raw.hex().encode())
+                numbers[j] = n
+                try:
+                    j = numbers.index(None, j + 1)
+                except ValueError:
+                    break
+        return array("I", numbers), dirs, bytes(expect)
 
     def first_missing(self, tips: Iterable[bytes], stored: ObjectReader) -> bytes | None:
         """The first object reachable from ``tips`` that is neither received nor stored, or that
@@ -136,6 +179,15 @@ class LinkCollector:
         Stored objects are complete by induction (every earlier write was checked), so the walk
         never enters them.
         """
+        tips = list(tips)
+        covers_all = self._all_links_present(tips, stored)
+        if covers_all is not None:
+            self.covers_all = covers_all
+            return None
+        return self._walk(tips, stored)
+
+    def _walk(self, tips: list[bytes], stored: ObjectReader) -> bytes | None:
+        """:meth:`first_missing` by walking from the tips, link by link."""
         g = self.graph
         self.covers_all = False
         seen: set[int] = set()
@@ -165,6 +217,73 @@ class LinkCollector:
         # those reachable from ``tips`` (what lets a full clone reuse the pack as it is).
         self.covers_all = not outside and len(seen) == len(self.kinds)
         return None
+
+    def _all_links_present(self, tips: list[bytes], stored: ObjectReader) -> bool | None:
+        """A bulk proof that nothing reachable from ``tips`` is missing: every tip and every link
+        of every received object is a received or stored object of the expected type. This is
+        more than :meth:`first_missing` asks (links of received objects the tips do not reach
+        count too), so when it fails the walk decides; when it holds, the answer is the walk's.
+
+        Returns None when the proof fails, else the walk's :attr:`covers_all`: no received object
+        is stored or links outside the push, and every received object is reachable from a tip.
+        The last holds when every received object other than a tip is linked from a received
+        object, because links cannot form a cycle (an object's id is the hash of its links):
+        following links backwards from any received object ends at a tip.
+        """
+        g = self.graph
+        kinds = self.kinds
+        outside = False
+        tip_numbers = set()
+        for t in tips:
+            n = g.intern(t)
+            tip_numbers.add(n)
+            if n not in kinds:
+                if not stored.has(t):
+                    return None
+                outside = True
+        if not self._links_checked:  # the same for every set of tips: done once per push
+            self._link_check = self._check_links(stored)
+            self._links_checked = True
+        if self._link_check is None:
+            return None
+        links_outside, linked = self._link_check
+        if outside or links_outside:
+            return False
+        return all(n in linked or n in tip_numbers for n in kinds)
+
+    def _check_links(self, stored: ObjectReader) -> tuple[bool, set[int]] | None:
+        """Is every link of every received object a received or stored object of the type the
+        link expects? None if not; else whether any received object links outside the push or
+        is stored itself (the walk does not enter those), and every object something links to."""
+        g = self.graph
+        kind_of = bytearray(g.size())
+        for n, k in self.kinds.items():
+            kind_of[n] = k
+        outside = False
+        linked: set[int] = set()
+        stored_types: dict[int, int] = {}  # links to stored objects: their types
+        for kids, expect in self.links.values():
+            linked.update(kids)
+            got = bytes(map(kind_of.__getitem__, kids))
+            if got == expect:
+                continue
+            for j, want in enumerate(expect):
+                if got[j] == want:
+                    continue
+                if got[j]:  # received, but not of the type its referrer says
+                    return None
+                kid = kids[j]
+                kind = stored_types.get(kid)
+                if kind is None:
+                    oid = g.oid(kid)
+                    if not stored.has(oid):
+                        return None
+                    kind = stored_types[kid] = stored.type_of(oid)
+                if kind != want:
+                    return None
+                outside = True
+        outside = outside or any(stored.has(g.oid(n)) for n in self.links)  # as the walk: not entered
+        return outside, linked
 
 
 class ObjectGraph:
@@ -201,6 +320,10 @@ class ObjectGraph:
     def oid(self, number: int) -> bytes:
         return self._oids[number]
 
+    def size(self) -> int:
+        """How many objects have a number (numbers run from 0 to this, exclusive)."""
+        return len(self._oids)
+
     def canonical_commit(self, info: CommitInfo) -> CommitInfo:
         """The same commit with its ids replaced by the graph's shared ``bytes`` objects."""
         return CommitInfo(
@@ -213,22 +336,46 @@ class ObjectGraph:
         """A tree's children as object numbers (submodule links skipped) and the positions of
         those that are trees. Nothing is recorded about the children: a received tree is not
         trusted until its push is accepted (see :meth:`adopt`)."""
+        entries = tree_entries(raw)
+        if entries is None:
+            try:
+                parse_tree(raw, 20)
+            except Exception as e:
+                raise CorruptObject(f"malformed tree: {e}") from None
+            raise CorruptObject("malformed tree")
+        kids, dirs, _expect = self.tree_ids(entries)
+        return kids, dirs
+
+    def tree_ids(self, entries: TreeEntries) -> tuple[array, list[int], bytes]:
+        """:meth:`parse_tree_ids` of a tree already parsed, plus the type each child must have
+        (one byte per child: ``OBJ_TREE`` or ``OBJ_BLOB``)."""
+        _names, modes, shas = entries
+        # Bulk operations (map, count, index) rather than a per-entry loop: pushes parse every
+        # new tree and a large tree has hundreds of entries.
         try:
-            parsed = parse_tree(raw, 20)
-        except Exception as e:
-            raise CorruptObject(f"malformed tree: {e}") from None
-        # Bulk operations (comprehensions, map over dict.get) rather than a per-entry loop:
-        # pushes parse every new tree and a large tree has hundreds of entries.
-        kinds = [mode & 0o170000 for _name, mode, _sha in parsed]
-        shas = [sha for _name, _mode, sha in parsed]
-        if GITLINK_MODE in kinds:
-            shas = [s for s, k in zip(shas, kinds, strict=True) if k != GITLINK_MODE]
-            kinds = [k for k in kinds if k != GITLINK_MODE]
+            expect = bytes(map(_CHILD_TYPE.__getitem__, modes))
+        except KeyError:  # a gitlink, or a mode that is not canonical
+            kinds = [mode & 0o170000 for mode in modes]
+            if GITLINK_MODE in kinds:
+                shas = tuple(s for s, k in zip(shas, kinds, strict=True) if k != GITLINK_MODE)
+                kinds = [k for k in kinds if k != GITLINK_MODE]
+            expect = bytes(OBJ_TREE if k == TREE_MODE else OBJ_BLOB for k in kinds)
         numbers = list(map(self._numbers.get, shas))
-        if None in numbers:
-            numbers = [self.intern(sha) if n is None else n for n, sha in zip(numbers, shas, strict=True)]
-        dirs = [i for i, k in enumerate(kinds) if k == TREE_MODE]
-        return array("I", numbers), dirs
+        if None in numbers:  # objects met for the first time: number them, one index() per object
+            intern = self.intern
+            j = numbers.index(None)
+            while True:
+                numbers[j] = intern(shas[j])
+                try:
+                    j = numbers.index(None, j + 1)
+                except ValueError:
+                    break
+        dirs: list[int] = []
+        i = -1
+        for _ in range(expect.count(OBJ_TREE)):
+            i = expect.index(OBJ_TREE, i + 1)
+            dirs.append(i)
+        return array("I", numbers), dirs, expect
 
     def _mark_trees(self, kids: array, dirs: list[int]) -> None:
         is_tree = self._is_tree

@@ -267,7 +267,8 @@ def test_config_file_auth_keys(tmp_path: Path) -> None:
     assert refused.exit_code == 1 and "--auth needs a data directory" in refused.output
 
 
-def test_failed_authentications_are_throttled_per_address(directory: DataDirectory, store: TokenStore) -> None:
+def test_failed_authentications_are_throttled_per_address(directory: DataDirectory,
+                                                          store: TokenStore) -> None:
     from govc.auth import FAILURE_BURST
 
     Registry(directory).create("infra")
