@@ -31,7 +31,7 @@ def compact(repo: Repository, threshold: int = PACK_THRESHOLD) -> bool:
         order: list[bytes] = []
         seen: set[bytes] = set()
         for pack in packs:
-            for oid in pack.oids:
+            for oid in pack.iter_oids():
                 if oid not in seen:
                     seen.add(oid)
                     order.append(oid)

@@ -7,8 +7,9 @@ Layout of a data directory::
                                             symbolic refs, reflog, event log
     DATA/repos/<name>.git/objects/pack/     pack-<sha>.pack, .idx (git's own index, so the
                                             directory reads as a bare repository's object store)
-                                            and .govc (govc's index: types and sizes in pack
-                                            order, so start-up never inflates an object)
+                                            and .govc (govc's index: ids, offsets, types and
+                                            sizes in pack order and the lookup order, so start-up
+                                            never inflates an object nor sorts an id)
 
 The write order is what makes "acknowledged" mean "durable": a pack is written to a temporary
 name, fsynced, renamed into place and its directory fsynced before the SQLite transaction that
@@ -26,6 +27,7 @@ import os
 import shutil
 import sqlite3
 import struct
+import sys
 import threading
 import time
 import zlib
@@ -52,7 +54,8 @@ log = logging.getLogger("govc.storage.disk")
 
 FORMAT = "govc-data"
 FORMAT_VERSION = 1
-SIDECAR_MAGIC = b"GOVCIDX1"
+SIDECAR_MAGIC = b"GOVCIDX2"
+SIDECAR_MAGIC_V1 = b"GOVCIDX1"  # read, never written: no lookup order
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS repos (name TEXT PRIMARY KEY, created REAL NOT NULL);
@@ -102,55 +105,80 @@ def write_durably(path: Path, data: bytes | Iterable[bytes]) -> None:
     os.replace(tmp, path)
 
 
+def _little_endian(values: array) -> bytes:
+    if sys.byteorder != "little":
+        values = array(values.typecode, values)
+        values.byteswap()
+    return values.tobytes()
+
+
+def _from_little_endian(typecode: str, raw: bytes) -> array:
+    values = array(typecode)
+    values.frombytes(raw)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values
+
+
 def encode_sidecar(pack: StoredPack) -> bytes:
-    """govc's own index: everything :class:`StoredPack` needs, in pack order, checksummed."""
+    """govc's own index: everything :class:`StoredPack` needs, checksummed.
+
+    Version 2: magic, count, pack checksum, the binary ids in pack order, offsets (n + 1),
+    types, sizes, then the positions in lookup order (:attr:`StoredPack.order`), so loading
+    builds nothing per object. Integers are little-endian, 8 bytes (4 for positions).
+    """
     n = len(pack)
     body = bytearray(SIDECAR_MAGIC)
     body += struct.pack(">I", n)
     body += pack.checksum
-    body += b"".join(bytes.fromhex(o.decode()) for o in pack.oids)
-    offsets = array("Q", pack.offsets)
-    sizes = array("Q", pack.sizes)
-    if struct.pack("=H", 1) != struct.pack(">H", 1):
-        offsets.byteswap()
-        sizes.byteswap()
-    body += offsets.tobytes()
+    body += pack.ids
+    body += _little_endian(array("Q", pack.offsets))
     body += bytes(pack.types)
-    body += sizes.tobytes()
+    body += _little_endian(array("Q", pack.sizes))
+    body += _little_endian(array("I", pack.order))
     body += hashlib.sha1(body).digest()
     return bytes(body)
 
 
+def sidecar_is_current(raw: bytes) -> bool:
+    """Written in the version this govc writes (older ones are read, and worth rewriting)."""
+    return raw[:8] == SIDECAR_MAGIC
+
+
 def decode_sidecar(raw: bytes, data: bytes) -> StoredPack:
-    if raw[:8] != SIDECAR_MAGIC or hashlib.sha1(raw[:-20]).digest() != raw[-20:]:
+    """The pack ``data`` indexed by a sidecar of version 2 or 1 (version 1 lacks the lookup
+    order, which is then sorted anew)."""
+    magic = raw[:8]
+    if magic not in (SIDECAR_MAGIC, SIDECAR_MAGIC_V1) or hashlib.sha1(raw[:-20]).digest() != raw[-20:]:
         raise PackFormatError("bad govc pack index")
     (n,) = struct.unpack(">I", raw[8:12])
     if raw[12:32] != data[-20:]:
         raise PackFormatError("govc pack index belongs to another pack")
     pos = 32
-    oid_bytes = raw[pos : pos + 20 * n]
+    ids = raw[pos : pos + 20 * n]
     pos += 20 * n
-    oids = [oid_bytes[i : i + 20].hex().encode() for i in range(0, 20 * n, 20)]
-    offsets = array("Q")
-    offsets.frombytes(raw[pos : pos + 8 * (n + 1)])
+    offsets = _from_little_endian("Q", raw[pos : pos + 8 * (n + 1)])
     pos += 8 * (n + 1)
     types = bytearray(raw[pos : pos + n])
     pos += n
-    sizes = array("Q")
-    sizes.frombytes(raw[pos : pos + 8 * n])
-    if struct.pack("=H", 1) != struct.pack(">H", 1):
-        offsets.byteswap()
-        sizes.byteswap()
-    return StoredPack(data, oids, offsets, types, sizes)
+    sizes = _from_little_endian("Q", raw[pos : pos + 8 * n])
+    pos += 8 * n
+    order = None
+    if magic == SIDECAR_MAGIC:
+        order = _from_little_endian("I", raw[pos : pos + 4 * n])
+        pos += 4 * n
+    if pos != len(raw) - 20:
+        raise PackFormatError("govc pack index has the wrong length")
+    return StoredPack.from_index(data, ids, offsets, types, sizes, order)
 
 
 def git_index(pack: StoredPack) -> bytes:
     """Git's ``.idx`` (version 2) for a stored pack, so stock git can read the directory."""
-    data = pack.data
+    data, ids, offsets = pack.data, pack.ids, pack.offsets
     entries = []
-    for i, oid in enumerate(pack.oids):
-        start, end = pack.offsets[i], pack.offsets[i + 1]
-        entries.append((bytes.fromhex(oid.decode()), start, zlib.crc32(memoryview(data)[start:end])))
+    for i in range(len(pack)):
+        start, end = offsets[i], offsets[i + 1]
+        entries.append((ids[20 * i : 20 * i + 20], start, zlib.crc32(memoryview(data)[start:end])))
     entries.sort()
 
     class _Buffer:
@@ -376,7 +404,12 @@ class DiskBackend:
         data = pack_path.read_bytes()
         sidecar = pack_path.with_suffix(".govc")
         try:
-            return decode_sidecar(sidecar.read_bytes(), data)
+            raw = sidecar.read_bytes()
+            pack = decode_sidecar(raw, data)
+            if not sidecar_is_current(raw):
+                with contextlib.suppress(OSError):
+                    write_durably(sidecar, encode_sidecar(pack))
+            return pack
         except (OSError, PackFormatError, struct.error, ValueError):
             log.warning("re-indexing %s (its govc index is missing or damaged)", pack_path.name)
             pack = index_pack(data)

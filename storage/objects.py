@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from binascii import a2b_hex
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from storage.packs import (
     StoredPack,
     index_pack,
     inflate_exact,
+    is_canonical,
     object_id,
     read_pack_object,
 )
@@ -54,10 +56,16 @@ class MemoryObjectStore:
     # -- reading -----------------------------------------------------------------------------
 
     def _locate(self, oid: bytes) -> tuple[StoredPack, int] | None:
+        # StoredPack.position, with the id converted once for every pack: the hottest lookup.
+        try:
+            raw = a2b_hex(oid)
+            prefix = int(oid[:8], 16)
+        except (ValueError, TypeError):
+            return None
         for pack in reversed(self._packs):
-            pos = pack.by_oid.get(oid)
+            pos = pack.find(prefix, raw)
             if pos is not None:
-                return pack, pos
+                return (pack, pos) if is_canonical(oid) else None
         return None
 
     def has(self, oid: bytes) -> bool:
@@ -118,7 +126,7 @@ class MemoryObjectStore:
     def iter_oids(self) -> Iterator[bytes]:
         yield from self._loose
         for pack in self._packs:
-            yield from pack.oids
+            yield from pack.iter_oids()
 
     @property
     def packs(self) -> list[StoredPack]:
@@ -173,22 +181,22 @@ class QuarantineView:
         self._cache = SHARED_DELTA_CACHE
 
     def has(self, oid: bytes) -> bool:
-        return oid in self.pack.by_oid or self.store.has(oid)
+        return oid in self.pack or self.store.has(oid)
 
     __contains__ = has
 
     def get(self, oid: bytes) -> tuple[int, bytes]:
-        pos = self.pack.by_oid.get(oid)
+        pos = self.pack.position(oid)
         if pos is None:
             return self.store.get(oid)
         return read_pack_object(self.pack, pos, self._cache, self.store.get)
 
     def type_of(self, oid: bytes) -> int:
-        pos = self.pack.by_oid.get(oid)
+        pos = self.pack.position(oid)
         if pos is None:
             return self.store.type_of(oid)
         return self.pack.types[pos]
 
     def is_new(self, oid: bytes) -> bool:
         """In the received pack and not already in the store."""
-        return oid in self.pack.by_oid and not self.store.has(oid)
+        return oid in self.pack and not self.store.has(oid)

@@ -13,10 +13,14 @@ import itertools
 import struct
 import threading
 from array import array
+from binascii import a2b_hex
 from bisect import bisect_left
-from collections import OrderedDict
-from collections.abc import Callable, Collection, Iterator
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, repeat
+from operator import itemgetter, rshift
+from typing import overload
 
 from dulwich.pack import apply_delta
 from zlib_ng import zlib_ng
@@ -202,8 +206,109 @@ def inflate_exact(compressed: bytes | memoryview, size: int) -> bytes:
     return content
 
 
+def is_canonical(oid: bytes) -> bool:
+    """Is ``oid`` spelt as git spells ids (40 hex digits, lowercase)? A lookup that matched the
+    binary id checks this last, so that only the spelling the index holds is ever found."""
+    return isinstance(oid, bytes) and len(oid) == 40 and (oid.islower() or oid.isdigit())
+
+
+def _narrowed(values: array) -> array:
+    """``values`` as 4-byte unsigned integers when they all fit (they nearly always do)."""
+    if values.typecode == "I" or (len(values) and max(values) > 0xFFFFFFFF):
+        return values
+    return array("I", values)
+
+
+def _prefixes(ids: bytes) -> array:
+    """The first four bytes of each 20-byte id of ``ids`` as an integer, in the same order."""
+    return array("I", map(itemgetter(0), _PREFIX.iter_unpack(ids)))
+
+
+_PREFIX = struct.Struct(">I16x")
+
+
+class PackOids(Sequence[bytes]):
+    """The hex object ids of a :class:`StoredPack` in pack order, made on demand from its binary
+    index (nothing per object is kept). Compares equal to any sequence of the same ids."""
+
+    __slots__ = ("_ids",)
+
+    def __init__(self, ids: bytes) -> None:
+        self._ids = ids
+
+    def __len__(self) -> int:
+        return len(self._ids) // 20
+
+    @overload
+    def __getitem__(self, pos: int) -> bytes: ...
+
+    @overload
+    def __getitem__(self, pos: slice) -> list[bytes]: ...
+
+    def __getitem__(self, pos: int | slice) -> bytes | list[bytes]:
+        if isinstance(pos, slice):
+            return [self[i] for i in range(*pos.indices(len(self)))]
+        n = len(self)
+        if pos < 0:
+            pos += n
+        if not 0 <= pos < n:
+            raise IndexError("pack position out of range")
+        return self._ids[20 * pos : 20 * pos + 20].hex().encode()
+
+    def __iter__(self) -> Iterator[bytes]:
+        ids = self._ids
+        return (ids[at : at + 20].hex().encode() for at in range(0, len(ids), 20))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PackOids):
+            return self._ids == other._ids
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes | bytearray):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PackOids({len(self)} ids)"
+
+
+class _PositionsById(Mapping[bytes, int]):
+    """``StoredPack.by_oid``: the old ``{oid: position}`` dict's interface over the index."""
+
+    __slots__ = ("_pack",)
+
+    def __init__(self, pack: StoredPack) -> None:
+        self._pack = pack
+
+    def __getitem__(self, oid: bytes) -> int:
+        pos = self._pack.position(oid)
+        if pos is None:
+            raise KeyError(oid)
+        return pos
+
+    def get(self, oid: bytes, default: int | None = None) -> int | None:  # type: ignore[override]
+        pos = self._pack.position(oid)
+        return default if pos is None else pos
+
+    def __contains__(self, oid: object) -> bool:
+        return isinstance(oid, bytes) and self._pack.position(oid) is not None
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._pack.iter_oids()
+
+    def __len__(self) -> int:
+        return len(self._pack)
+
+
 class StoredPack:
     """A pack's bytes plus its index; positions (0..n-1) follow pack offset order.
+
+    The index is built like git's ``.idx``, with nothing per object but fixed-width records:
+    ``ids`` holds every object id as 20 binary bytes in pack order; ``prefixes`` holds the first
+    four bytes of each id as an integer, sorted, and ``order`` the position each belongs to, so a
+    lookup is a binary search of ``prefixes`` (in C, by :func:`bisect.bisect_left`) and a check of
+    the whole id. ``offsets``, ``sizes`` (inflated size after deltas) and ``types`` are arrays in
+    pack order. About 37 bytes an object in all, where a dict of hex ids took over 200.
 
     ``closure``, when known, is a set of object ids whose reachable objects are exactly this
     pack's objects (the ref tips of the push that brought it into an empty repository). A full
@@ -211,23 +316,118 @@ class StoredPack:
     bytes, as git's pack reuse does, without walking the graph or re-framing any object.
     """
 
-    __slots__ = ("_deltas", "by_oid", "checksum", "closure", "data", "name", "offsets", "oids", "serial",
-                 "sizes", "types")  # fmt: skip
+    __slots__ = ("_deltas", "_fanout", "_shift", "checksum", "closure", "data", "ids", "name", "offsets",
+                 "order", "prefixes", "serial", "sizes", "types")  # fmt: skip
 
     def __init__(
-        self, data: bytes, oids: list[bytes], offsets: array, types: bytearray, sizes: array
+        self, data: bytes, oids: Sequence[bytes], offsets: array, types: bytearray, sizes: array
     ) -> None:
+        """A pack with its objects' hex ids, offsets (one more than ids: the last is where the
+        trailer starts), types and sizes, all in pack order."""
+        ids = bytes.fromhex(b"".join(oids).decode("ascii"))
+        if len(ids) != 20 * len(oids):
+            raise ValueError("object ids must be 40 hex digits")
+        self._setup(data, ids, offsets, types, sizes, None)
+
+    @classmethod
+    def from_index(
+        cls, data: bytes, ids: bytes, offsets: array, types: bytearray, sizes: array,
+        order: array | None = None,
+    ) -> StoredPack:
+        """A pack from a stored index: ``ids`` binary in pack order and, if known, ``order``
+        (positions sorted by the first four bytes of their id, as :attr:`order` holds them)."""
+        pack = cls.__new__(cls)
+        pack._setup(data, ids, offsets, types, sizes, order)
+        return pack
+
+    def _setup(
+        self, data: bytes, ids: bytes, offsets: array, types: bytearray, sizes: array,
+        order: array | None,
+    ) -> None:
+        n = len(ids) // 20
+        if len(ids) != 20 * n or len(offsets) != n + 1 or len(types) != n or len(sizes) != n:
+            raise ValueError("pack index arrays disagree in length")
         self.data = data
-        self.oids = oids
-        self.offsets = offsets  # len(oids) + 1 entries: the last is where the trailer starts
+        self.ids = bytes(ids)
+        self.offsets = _narrowed(offsets)  # n + 1 entries: the last is where the trailer starts
         self.types = types
-        self.sizes = sizes  # inflated size of each object (after its deltas are applied)
-        self.by_oid = {oid: i for i, oid in enumerate(oids)}
+        self.sizes = _narrowed(sizes)
+        by_position = _prefixes(self.ids)
+        if order is None:
+            order = array("I", sorted(range(n), key=by_position.__getitem__))
+        elif len(order) != n:
+            raise ValueError("pack index order has the wrong length")
+        self.order = order
+        try:
+            prefixes = self.prefixes = array("I", map(by_position.__getitem__, order))
+        except IndexError:
+            raise ValueError("pack index order names a position the pack lacks") from None
+        # Where each run of prefixes with the same top bits starts, 4-8 entries a run, so a
+        # lookup searches a handful of entries instead of the whole array (git's fan-out table,
+        # with about n / 6 runs instead of 256: under a byte an object).
+        bits = min(max(n.bit_length() - 3, 0), 20)
+        self._shift = shift = 32 - bits
+        runs = Counter(map(rshift, prefixes, repeat(shift)))
+        self._fanout = array("I", accumulate(map(runs.__getitem__, range(1 << bits)), initial=0))
         self.checksum = data[-20:]
         self.name = self.checksum.hex()
         self.serial = next(_SERIALS)  # cache key: unlike id(), never reused by a later pack
         self.closure: frozenset[bytes] | None = None
         self._deltas: int | None = None
+
+    # -- lookup ------------------------------------------------------------------------------
+
+    def find(self, prefix: int, raw: bytes) -> int | None:
+        """Position of the object whose 20-byte id is ``raw`` (whose first four bytes, as an
+        integer, are ``prefix``; -1 matches nothing), or None. ``raw`` must be 20 bytes: a
+        shorter one matches any id it starts (hence :func:`is_canonical` after a match)."""
+        run = prefix >> self._shift  # -1 for a malformed id: an empty range from n to fanout[0]
+        fanout, prefixes = self._fanout, self.prefixes
+        end = fanout[run + 1]
+        i = bisect_left(prefixes, prefix, fanout[run], end)
+        while i < end and prefixes[i] == prefix:
+            pos = self.order[i]
+            if self.ids.startswith(raw, 20 * pos):
+                return pos
+            i += 1
+        return None
+
+    def position(self, oid: bytes) -> int | None:
+        """Position of ``oid`` (hex) in the pack, or None if the pack does not hold it."""
+        try:
+            raw = a2b_hex(oid)
+            prefix = int(oid[:8], 16)
+        except (ValueError, TypeError):
+            return None
+        pos = self.find(prefix, raw)
+        return pos if pos is not None and is_canonical(oid) else None
+
+    def oid_at(self, pos: int) -> bytes:
+        """The hex id of the object at ``pos``."""
+        if not 0 <= pos < len(self.types):
+            raise IndexError("pack position out of range")
+        return self.ids[20 * pos : 20 * pos + 20].hex().encode()
+
+    @property
+    def oids(self) -> PackOids:
+        """The hex ids in pack order, as a sequence made on demand."""
+        return PackOids(self.ids)
+
+    @property
+    def by_oid(self) -> Mapping[bytes, int]:
+        """``{oid: position}`` as a read-only view (prefer :meth:`position`)."""
+        return _PositionsById(self)
+
+    def __len__(self) -> int:
+        return len(self.types)
+
+    def __contains__(self, oid: object) -> bool:
+        return isinstance(oid, bytes) and self.position(oid) is not None
+
+    def iter_oids(self) -> Iterator[bytes]:
+        return iter(PackOids(self.ids))
+
+    # -- reading -----------------------------------------------------------------------------
 
     def delta_count(self) -> int:
         """How many entries are stored as deltas (the type bits of each entry's first byte, so
@@ -244,18 +444,11 @@ class StoredPack:
         closure = self.closure
         if closure is None or len(wants) < len(closure):
             return False
-        by_oid = self.by_oid
-        return closure.issubset(wants) and all(w in by_oid for w in wants)
-
-    def __len__(self) -> int:
-        return len(self.oids)
-
-    def __contains__(self, oid: bytes) -> bool:
-        return oid in self.by_oid
+        return closure.issubset(wants) and all(w in self for w in wants)
 
     def position_at(self, offset: int) -> int:
         pos = bisect_left(self.offsets, offset)
-        if pos >= len(self.oids) or self.offsets[pos] != offset:
+        if pos >= len(self.types) or self.offsets[pos] != offset:
             raise CorruptObject(f"no object at pack offset {offset}")
         return pos
 
@@ -268,11 +461,9 @@ class StoredPack:
     def base_oid(self, header: EntryHeader) -> bytes | None:
         """The delta base of an entry as an object id (``None`` for a whole object)."""
         if isinstance(header.base, int):
-            return self.oids[self.position_at(header.base)]
+            pos = self.position_at(header.base)
+            return self.ids[20 * pos : 20 * pos + 20].hex().encode()
         return header.base
-
-    def iter_oids(self) -> Iterator[bytes]:
-        return iter(self.oids)
 
 
 CLOSURE_MAGIC = b"GOVCTIP1"
@@ -300,7 +491,7 @@ def decode_closure(raw: bytes, pack: StoredPack) -> frozenset[bytes] | None:
     if len(ids) != 20 * n:
         return None
     tips = frozenset(ids[i : i + 20].hex().encode() for i in range(0, len(ids), 20))
-    return tips if all(t in pack.by_oid for t in tips) else None
+    return tips if all(t in pack for t in tips) else None
 
 
 def _check_envelope(data: bytes) -> int:
@@ -544,7 +735,7 @@ def read_pack_object(
             cur = pack.position_at(h.base)
         else:
             assert isinstance(h.base, bytes)
-            nxt = pack.by_oid.get(h.base)
+            nxt = pack.position(h.base)
             if nxt is None:
                 if resolve_external is None:
                     raise CorruptObject(f"delta base {h.base.decode()} not found")

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 
 from govc.repository import Repository
-from storage.disk import DataDirectory, StaleRefOnDisk, pack_from_objects
+from storage.disk import SIDECAR_MAGIC, DataDirectory, StaleRefOnDisk, pack_from_objects
 from storage.errors import StaleRef, StorageError
 from storage.interfaces import ZERO_OID, Backend, ReflogEntry, RefUpdate
 from storage.packs import OBJ_BLOB, StoredPack, index_pack, object_id, read_pack_object
@@ -565,7 +565,7 @@ def test_a_damaged_sidecar_is_rebuilt_from_the_pack(pg: Store, git_history_templ
     same_pack(loaded, pack)
     with psycopg.connect(pg.dsn) as conn:
         row = conn.execute(f"SELECT sidecar FROM {SCHEMA}.packs").fetchone()
-    assert row is not None and bytes(row[0]).startswith(b"GOVCIDX1") and len(row[0]) > 100
+    assert row is not None and bytes(row[0]).startswith(SIDECAR_MAGIC) and len(row[0]) > 100
 
 
 def test_notify_wakes_listeners_at_commit_only(pg: Store) -> None:
