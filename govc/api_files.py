@@ -137,8 +137,8 @@ def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None
     async def change_file(request: web.Request) -> web.Response:
         repo = repository(request)
         path = request.match_info["path"]
+        body = await json_body(request)
         try:
-            body: dict[str, Any] = await request.json() if request.can_read_body else {}
             branch = str(body.get("branch", "main"))
             message = str(body.get("message") or f"{request.method.lower()} {path}")
             author = body.get("author")

@@ -11,7 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from govc.api_common import json_error, repository_or_404
+from govc.api_common import json_body, json_error, repository_or_404
 from govc.reality import Reality
 from govc.registry import Registry
 from govc.repository import Repository
@@ -36,8 +36,8 @@ def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None
 
     async def create(request: web.Request) -> web.Response:
         repo = repository(request)
+        body = await json_body(request)
         try:
-            body = await request.json()
             name, base = str(body["name"]), str(body.get("base", "main"))
             ephemeral = bool(body.get("ephemeral", False))
         except (ValueError, KeyError, TypeError):
@@ -70,10 +70,8 @@ def add_routes(app: web.Application, registry_key: web.AppKey[Registry]) -> None
         name = request.match_info["name"]
         if repo.refs.get(f"{repo.ephemeral_namespace}{name}") is None:
             return json_error(404, "not_found", f"no reality {name!r}")
-        try:
-            body = await request.json() if request.can_read_body else {}
-            into = str(body.get("into", "main"))
-        except (ValueError, AttributeError):
+        into = (await json_body(request)).get("into", "main")
+        if not isinstance(into, str):
             return json_error(400, "bad_request", 'expected {"into": "main"}')
         try:
             commit = await asyncio.to_thread(repo.set_main, repo.reality(name), branch=into)

@@ -97,11 +97,15 @@ class Token:
     def valid(self, now: float | None = None) -> bool:
         return self.revoked is None and not self.expired(now)
 
+    def own_level(self, repo: str | None) -> str | None:
+        """The access the token itself carries on ``repo`` (None: something not about one
+        repository); grants to its name may add more (govc.permissions)."""
+        return self.access if self.repo is None or self.repo == repo else None
+
     def allows(self, access: str, repo: str | None) -> bool:
-        """Whether this token may do ``access`` on ``repo`` (None: something not about one repository)."""
-        if ACCESS_LEVELS.index(self.access) < ACCESS_LEVELS.index(access):
-            return False
-        return self.repo is None or self.repo == repo
+        """Whether the token by itself may do ``access`` on ``repo``."""
+        level = self.own_level(repo)
+        return level is not None and ACCESS_LEVELS.index(level) >= ACCESS_LEVELS.index(access)
 
     @property
     def scope(self) -> str:

@@ -112,7 +112,8 @@ class Permissions:
 
     def level(self, token: Token, repo: str | None) -> str | None:
         """The highest access ``token`` has on ``repo`` (None: something about every repository)."""
-        levels = [token.access] if token.repo is None or token.repo == repo else []
+        own = token.own_level(repo)
+        levels = [own] if own is not None else []
         if token.id != 0:  # the configured admin token is not a principal
             for grant in self.grants(principal=token.name):
                 if grant.repo is None or grant.repo == repo:
@@ -120,6 +121,8 @@ class Permissions:
         return highest(levels)
 
     def allows(self, token: Token, access: str, repo: str | None) -> bool:
+        if token.allows(access, repo):  # the common case needs no database read
+            return True
         level = self.level(token, repo)
         return level is not None and ACCESS_LEVELS.index(level) >= ACCESS_LEVELS.index(access)
 

@@ -76,6 +76,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 from yarl import URL
 
+from govc.api_common import json_body, json_error
 from govc.events import LoggedEvent
 from govc.registry import RepositoryNameError, normalize_name
 from govc.watch import short_name
@@ -1215,10 +1216,6 @@ class RepositoryHooks:
 WEBHOOKS = web.AppKey("webhooks", WebhookManager)
 
 
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": code, "message": message}, status=status)
-
-
 def _scope(request: web.Request) -> tuple[str | None, str]:
     """(repository or None, the API path of its hooks); 404 for an unknown repository."""
     raw = request.match_info.get("repo")
@@ -1269,19 +1266,6 @@ def _delivery_json(d: Delivery) -> dict[str, Any]:
     }
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "bad_request", "message": "body is not JSON"}),
-                                 content_type="application/json") from None
-    if not isinstance(body, dict):
-        raise web.HTTPBadRequest(text=json.dumps({"error": "bad_request",
-                                                  "message": "body must be a JSON object"}),
-                                 content_type="application/json")
-    return body
-
-
 def _fields(body: Mapping[str, Any], *, creating: bool) -> dict[str, Any]:
     """GitHub's request shape -> hook fields (``config`` holds url/content_type/secret/insecure_ssl)."""
     fields: dict[str, Any] = {}
@@ -1321,13 +1305,13 @@ def _owned(request: web.Request, repository: str | None) -> Hook:
 async def create_hook(request: web.Request) -> web.Response:
     repository, base = _scope(request)
     manager = request.app[WEBHOOKS]
-    body = await _body(request)
+    body = await json_body(request)
     try:
         fields = _fields(body, creating=True)
         fields.setdefault("events", ["push"])
         hook = await asyncio.to_thread(lambda: manager.create(repository=repository, **fields))
     except WebhookError as e:
-        return _error(422, "invalid", f"{e.field}: {e}")
+        return json_error(422, "invalid", f"{e.field}: {e}")
     return web.json_response(_hook_json(request, hook, base), status=201)
 
 
@@ -1345,7 +1329,7 @@ async def get_hook(request: web.Request) -> web.Response:
 async def update_hook(request: web.Request) -> web.Response:
     repository, base = _scope(request)
     hook = _owned(request, repository)
-    body = await _body(request)
+    body = await json_body(request)
     manager = request.app[WEBHOOKS]
     try:
         fields = _fields(body, creating=False)
@@ -1360,9 +1344,9 @@ async def update_hook(request: web.Request) -> web.Response:
                 fields["events"] = events
         updated = await asyncio.to_thread(lambda: manager.update(hook.id, **fields))
     except WebhookError as e:
-        return _error(422, "invalid", f"{e.field}: {e}")
+        return json_error(422, "invalid", f"{e.field}: {e}")
     except LookupError as e:
-        return _error(404, "not_found", str(e))
+        return json_error(404, "not_found", str(e))
     return web.json_response(_hook_json(request, updated, base))
 
 
@@ -1380,7 +1364,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
         per_page = max(1, min(100, int(request.query.get("per_page", "30"))))
         before = int(request.query["before"]) if "before" in request.query else None
     except ValueError:
-        return _error(400, "bad_request", "per_page and before must be integers")
+        return json_error(400, "bad_request", "per_page and before must be integers")
     items = await asyncio.to_thread(request.app[WEBHOOKS].deliveries, hook.id, per_page, before)
     return web.json_response([_delivery_json(d) for d in items])
 
