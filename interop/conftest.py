@@ -18,6 +18,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -182,9 +183,10 @@ def _wait_ready(
     ready: Callable[[int], bool],
     log_path: Path,
     what: str,
+    timeout: float = READY_TIMEOUT,
 ) -> None:
     """Poll ``url`` until ``ready(status)`` holds; fail with the log if it never does."""
-    deadline = time.monotonic() + READY_TIMEOUT
+    deadline = time.monotonic() + timeout
     last = "no answer yet"
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -202,7 +204,7 @@ def _wait_ready(
     log = log_path.read_text("utf-8", "replace") if log_path.exists() else "(no log)"
     state = f"exited with status {exited}" if exited is not None else "did not become ready"
     pytest.fail(
-        f"{what} {state} within {READY_TIMEOUT:.0f}s (last probe of {url}: {last}).\n"
+        f"{what} {state} within {timeout:.0f}s (last probe of {url}: {last}).\n"
         f"--- server log ({log_path}) ---\n{log[-20_000:]}",
         pytrace=False,
     )
@@ -217,6 +219,51 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+
+
+class GovcProcess:
+    """A ``govc serve`` process that can be killed and started again on the same port and log
+    (the restart, crash and several-node tests)."""
+
+    def __init__(self, log_path: Path, *args: str, env: Mapping[str, str] | None = None,
+                 ready_path: str = "/healthz", timeout: float = READY_TIMEOUT) -> None:
+        self.log_path = log_path
+        self.args = args
+        self.env = dict(env or {})
+        self.ready_path = ready_path
+        self.timeout = timeout
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def spawn(self) -> None:
+        cmd = [sys.executable, "-m", "govc", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+               *self.args]
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
+
+    def wait_ready(self) -> None:
+        assert self.process is not None, "spawn() first"
+        _wait_ready(self.process, self.base + self.ready_path, lambda s: s == 200, self.log_path,
+                    f"govc on port {self.port}", self.timeout)
+
+    def start(self) -> None:
+        self.spawn()
+        self.wait_ready()
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            _stop(self.process)
+
+    def log(self) -> str:
+        return self.log_path.read_text("utf-8", "replace")[-8000:] if self.log_path.exists() else ""
 
 
 def _start_govc(workdir: Path) -> Iterator[Server]:

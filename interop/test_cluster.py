@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,7 +31,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from interop.conftest import REPO_ROOT, TARGET_ENV, Git, free_port, http_request
+from interop.conftest import TARGET_ENV, Git, GovcProcess, free_port, http_request
 from tests.pgserver import PostgresServer
 
 pytestmark = pytest.mark.skipif(
@@ -49,65 +47,20 @@ WAIT = 10.0  # the longest any node may take to show another's update (it takes 
 # -- the nodes --------------------------------------------------------------------------------------
 
 
-class Node:
+class Node(GovcProcess):
     """One ``govc serve --backend`` process; ``kill()`` and ``start()`` again keep its port."""
 
     def __init__(self, name: str, dsn: str, workdir: Path, *extra: str) -> None:
+        super().__init__(workdir / f"{name}.log", "--backend", dsn, "--data", str(workdir / name),
+                         "--webhook-allow", "127.0.0.0/8", "--rate-limit", "0", *extra,
+                         env={"GOVC_WEBHOOK_BACKOFF": "0.05,0.5"}, ready_path="/readyz", timeout=30)
         self.name = name
         self.dsn = dsn
-        self.workdir = workdir
-        self.extra = extra
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def spawn(self) -> None:
-        cmd = [sys.executable, "-m", "govc", "serve", "--backend", self.dsn,
-               "--data", str(self.workdir / self.name), "--host", "127.0.0.1", "--port", str(self.port),
-               "--webhook-allow", "127.0.0.0/8", "--rate-limit", "0", *self.extra]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", GOVC_WEBHOOK_BACKOFF="0.05,0.5")
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
-
-    def wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process is not None, self.name
-            assert self.process.poll() is None, f"{self.name} exited:\n{self.log()}"
-            try:
-                if http_request("GET", f"{self.base}/readyz", timeout=2)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"{self.name} did not become ready:\n{self.log()}")
-
-    def start(self) -> None:
-        self.spawn()
-        self.wait_ready()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
     def url(self, repo: str, secret: str | None = None) -> str:
         if secret is None:
             return f"{self.base}/{repo}.git"
         return f"http://user:{secret}@127.0.0.1:{self.port}/{repo}.git"
-
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")[-6000:] if self.log_path.exists() else ""
 
     def api(self, method: str, path: str, body: object = None,
             token: str | None = None) -> tuple[int, object]:

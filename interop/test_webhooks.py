@@ -17,9 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +26,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from interop.conftest import REPO_ROOT, TARGET_ENV, Git, free_port, http_request
+from interop.conftest import TARGET_ENV, Git, GovcProcess, free_port, http_request
 
 pytestmark = pytest.mark.skipif(
     os.environ.get(TARGET_ENV, "govc").strip() == "http-backend",
@@ -136,49 +133,13 @@ class Receiver:
 # -- the govc server process ---------------------------------------------------------------------
 
 
-class Govc:
+class Govc(GovcProcess):
     """``python -m govc serve`` on a data directory that outlives restarts."""
 
     def __init__(self, workdir: Path) -> None:
         self.data = workdir / "data"
-        self.log_path = workdir / "server.log"
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        cmd = [sys.executable, "-m", "govc", "serve", "--data", str(self.data), "--host", "127.0.0.1",
-               "--port", str(self.port), "--webhook-allow", "127.0.0.0/8"]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", GOVC_WEBHOOK_BACKOFF=BACKOFF)
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"govc exited:\n{self.log()}"
-            try:
-                if http_request("GET", f"{self.base}/healthz", timeout=1)[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError(f"govc did not become ready:\n{self.log()}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def log(self) -> str:
-        return self.log_path.read_text("utf-8", "replace")[-8000:] if self.log_path.exists() else ""
+        super().__init__(workdir / "server.log", "--data", str(self.data), "--webhook-allow", "127.0.0.0/8",
+                         env={"GOVC_WEBHOOK_BACKOFF": BACKOFF})
 
     def api(self, method: str, path: str, body: object = None) -> tuple[int, object]:
         data = None if body is None else json.dumps(body).encode()
