@@ -213,8 +213,11 @@ def test_api_access_levels(git: Git, auth: Server, tmp_path: Path) -> None:
     assert server.api("POST", "/api/v1/repos/infra/branches", writer, {"name": "w"})[0] == 201
     assert server.api("PATCH", "/api/v1/repos/infra", writer, {"anonymous_read": True})[0] == 403
     assert server.api("GET", "/api/v1/repos/infra/permissions", writer)[0] == 403
-    status, body = server.api("PATCH", "/api/v1/repos/infra", owner, {"anonymous_read": True})
-    assert status == 200 and body["anonymous_read"] is True
+    status, body = server.api("PATCH", "/api/v1/repos/infra", owner,
+                              {"anonymous_read": True, "default_branch": "w"})
+    assert status == 200 and body["anonymous_read"] is True and body["default_branch"] == "w"
+    heads = git("ls-remote", "--symref", server.url("infra"), "HEAD").stdout  # anonymous now
+    assert heads.startswith("ref: refs/heads/w\tHEAD"), heads
     assert server.api("GET", "/api/v1/repos/infra/permissions", owner)[1]["anonymous_read"] is True
     status, rule = server.api("POST", "/api/v1/repos/infra/protections", owner,
                               {"pattern": "refs/heads/main", "writers": ["ci"]})
